@@ -1,0 +1,96 @@
+//! Errors at the API edge, mapped once to Kubernetes `Status` objects.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::types::{ListMeta, Status};
+
+/// Everything a metrics request can fail with.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request itself is malformed (path, selector, name).
+    #[error("{0}")]
+    BadRequest(String),
+    /// 404: no such metric, object or path.
+    #[error("{0}")]
+    NotFound(String),
+    /// 500: the backend failed, or a rule cannot work.
+    #[error("{0}")]
+    Internal(String),
+    /// 503: the adapter cannot answer yet.
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The `Status` object the client receives.
+    pub fn to_status(&self) -> Status {
+        let (reason, message) = match self {
+            ApiError::BadRequest(m) => ("BadRequest", m.clone()),
+            ApiError::NotFound(m) => ("NotFound", m.clone()),
+            ApiError::Internal(m) => ("InternalError", format!("Internal error occurred: {m}")),
+            ApiError::Unavailable(m) => ("ServiceUnavailable", m.clone()),
+        };
+        Status {
+            kind: "Status",
+            api_version: "v1",
+            metadata: ListMeta {},
+            status: "Failure",
+            message,
+            reason,
+            code: self.status_code().as_u16(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let code = self.status_code();
+        if code.is_server_error() {
+            tracing::warn!(code = code.as_u16(), error = %self, "request failed");
+        } else {
+            tracing::debug!(code = code.as_u16(), error = %self, "request rejected");
+        }
+        (code, axum::Json(self.to_status())).into_response()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_have_kubernetes_shape() {
+        let s = serde_json::to_value(
+            ApiError::NotFound("the server could not find the metric m for pods".into())
+                .to_status(),
+        )
+        .unwrap();
+        assert_eq!(
+            s,
+            serde_json::json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                "message":"the server could not find the metric m for pods","reason":"NotFound","code":404})
+        );
+        let s = ApiError::Internal("unable to fetch metrics".into()).to_status();
+        assert_eq!(
+            s.message,
+            "Internal error occurred: unable to fetch metrics"
+        );
+        assert_eq!((s.reason, s.code), ("InternalError", 500));
+        assert_eq!(ApiError::BadRequest("x".into()).to_status().code, 400);
+        assert_eq!(
+            ApiError::Unavailable("x".into()).to_status().reason,
+            "ServiceUnavailable"
+        );
+    }
+}

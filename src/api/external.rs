@@ -1,0 +1,113 @@
+//! `external.metrics.k8s.io/v1beta1`: metrics not attached to any Kubernetes object.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::Uri;
+use axum::response::{IntoResponse, Response};
+
+use super::error::ApiError;
+use super::request::{check_metric_name, check_namespace, parse_params, segments};
+use super::types::{ExternalMetricValue, List, ListMeta};
+use super::{AppState, format_timestamp, unix_now};
+use crate::query::QueryResult;
+use crate::query::values::to_quantity;
+use crate::rules::query::{QueryBuildError, render_external};
+
+/// The API group.
+pub const GROUP: &str = "external.metrics.k8s.io";
+/// The served version.
+pub const VERSION: &str = "v1beta1";
+
+/// `GET /apis/external.metrics.k8s.io/v1beta1/namespaces/{ns}/{metric}`.
+pub async fn get_external_metric(
+    State(app): State<Arc<AppState>>,
+    uri: Uri,
+) -> Result<Response, ApiError> {
+    let segs = segments(uri.path())?;
+    let (namespace, metric) = match segs.get(2..).unwrap_or_default() {
+        [version, ns_kw, ns, metric] if version == VERSION && ns_kw == "namespaces" => {
+            (ns.to_string(), metric.to_string())
+        }
+        _ => return Err(ApiError::BadRequest("invalid request path".into())),
+    };
+    check_namespace(&namespace)?;
+    check_metric_name(&metric)?;
+    let params = parse_params(uri.query())?;
+
+    let registry = app.registry.load();
+    let entry = registry.external(&metric).cloned().ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "the server could not find the metric {metric} for namespaces"
+        ))
+    })?;
+    drop(registry);
+    let rule = &entry.rule;
+    if let Some(problem) = rule.problems.first() {
+        return Err(ApiError::Internal(format!(
+            "metric {metric} cannot be served: {problem}"
+        )));
+    }
+    let ns_matcher = if rule.resources.namespaced() {
+        let label = rule.namespace_label.as_deref().ok_or_else(|| {
+            ApiError::Internal(format!(
+                "{} is namespaced but maps no label to namespaces",
+                rule.label()
+            ))
+        })?;
+        Some((label, namespace.as_str()))
+    } else {
+        None
+    };
+    let query = render_external(rule, &entry.series_name, ns_matcher, &params.label_selector)
+        .map_err(|e| match e {
+            QueryBuildError::Selector(e) => {
+                ApiError::BadRequest(format!("invalid labelSelector: {e}"))
+            }
+            other => ApiError::Internal(other.to_string()),
+        })?;
+    let result = app
+        .prometheus
+        .query(&query, unix_now())
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
+        })?;
+    let items = match result {
+        QueryResult::Vector(samples) => samples
+            .into_iter()
+            .map(|s| {
+                Ok(ExternalMetricValue {
+                    metric_name: metric.clone(),
+                    value: to_quantity(s.value, &format!("a sample of {metric} (query: {query})"))
+                        .map_err(ApiError::Internal)?,
+                    timestamp: format_timestamp(s.timestamp),
+                    metric_labels: Some(s.labels),
+                    window: None,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?,
+        QueryResult::Scalar(s) => vec![ExternalMetricValue {
+            metric_name: metric.clone(),
+            value: to_quantity(s.value, &format!("{metric} (query: {query})"))
+                .map_err(ApiError::Internal)?,
+            timestamp: format_timestamp(s.timestamp),
+            metric_labels: None,
+            window: None,
+        }],
+        other => {
+            return Err(ApiError::Internal(format!(
+                "unable to fetch metrics: the query returned a {} instead of a vector or scalar (query: {query})",
+                other.type_name()
+            )));
+        }
+    };
+    Ok(Json(List {
+        kind: "ExternalMetricValueList",
+        api_version: format!("{GROUP}/{VERSION}"),
+        metadata: ListMeta {},
+        items,
+    })
+    .into_response())
+}

@@ -1,0 +1,254 @@
+//! The command line: flag parsing, logging set-up, and the server and demo entry points.
+
+pub mod args;
+pub mod demo;
+pub mod flags;
+pub mod local_prometheus;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use arc_swap::ArcSwap;
+use clap::Parser;
+
+use crate::api::{self, AppState};
+use crate::config;
+use crate::discovery::{Discoverer, DiscoverySettings, Registry};
+use crate::query::objects::{ObjectLister, SeriesObjectLister};
+use crate::query::{PrometheusClient, PrometheusSettings};
+use crate::rules::{self, CompiledConfig, RestMapper};
+use flags::{LogFormat, ServerFlags};
+
+const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// Entry point for `main`: dispatches subcommands and returns the process exit code.
+pub fn main_with_args(args: Vec<String>) -> i32 {
+    crate::install_crypto_provider();
+    match args.get(1).map(String::as_str) {
+        Some("demo") => run_async(demo_main(args)),
+        _ => run_async(server_main(args)),
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: unable to start the async runtime: {e}");
+            return 1;
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+/// Sets up `tracing`; `RUST_LOG` overrides the level derived from `--v`.
+pub fn init_logging(verbosity: u8, format: LogFormat) {
+    let level = match verbosity {
+        0 | 1 => "info",
+        2..=4 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!(
+            "warn,prom_metrics_adapter={level},prom-metrics-adapter={level}"
+        ))
+    });
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn prometheus_settings(flags: &ServerFlags) -> PrometheusSettings {
+    let mut s = PrometheusSettings {
+        url: flags.prometheus_url.clone(),
+        verb: flags.prometheus_verb,
+        headers: flags.headers(),
+        token_file: flags.prometheus_token_file.clone(),
+        ca_file: flags.prometheus_ca_file.clone(),
+        client_cert_file: flags.prometheus_client_tls_cert_file.clone(),
+        client_key_file: flags.prometheus_client_tls_key_file.clone(),
+        query_timeout: flags.prometheus_query_timeout,
+        ..Default::default()
+    };
+    if flags.prometheus_auth_incluster {
+        s.token_file
+            .get_or_insert_with(|| PathBuf::from(SA_DIR).join("token"));
+        s.ca_file
+            .get_or_insert_with(|| PathBuf::from(SA_DIR).join("ca.crt"));
+    }
+    s
+}
+
+/// Compiles the config and reports problems the way the flags ask for.
+fn compile_config(
+    raw: &config::MetricsDiscoveryConfig,
+    mapper: &RestMapper,
+    strict: bool,
+) -> anyhow::Result<CompiledConfig> {
+    let compiled = rules::compile(raw, mapper).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
+        anyhow::anyhow!("invalid config:\n{}", list.join("\n"))
+    })?;
+    for warning in compiled.warnings() {
+        tracing::warn!(rule = %warning.location(), "{}", warning.message);
+    }
+    let problems = compiled.problems();
+    for problem in &problems {
+        tracing::error!(rule = %problem.location(), "{}; requests for this rule's metrics will fail", problem.message);
+    }
+    if strict && !problems.is_empty() {
+        bail!(
+            "--strict-config: {} rule problem(s), first: {}",
+            problems.len(),
+            problems[0]
+        );
+    }
+    Ok(compiled)
+}
+
+/// Everything a standalone server needs, ready to serve.
+pub struct Standalone {
+    /// The shared state.
+    pub state: Arc<AppState>,
+    /// Discovery, to be spawned.
+    pub discoverer: Discoverer,
+}
+
+/// Builds a standalone adapter from parsed flags and a raw config.
+pub fn build_standalone(
+    flags: &ServerFlags,
+    raw: &config::MetricsDiscoveryConfig,
+) -> anyhow::Result<Standalone> {
+    let mapper = RestMapper::standalone();
+    let compiled = compile_config(raw, &mapper, flags.strict_config)?;
+    if !compiled.rules.is_empty() && flags.max_age() < flags.metrics_relist_interval {
+        bail!("--metrics-max-age must not be less than --metrics-relist-interval");
+    }
+    let client = PrometheusClient::new(&prometheus_settings(flags))?;
+    let config = Arc::new(ArcSwap::from_pointee(compiled));
+    let mapper = Arc::new(ArcSwap::from_pointee(mapper));
+    let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
+    let discoverer = Discoverer::new(
+        client.clone(),
+        config.clone(),
+        mapper.clone(),
+        registry.clone(),
+        DiscoverySettings {
+            relist_interval: flags.metrics_relist_interval,
+            max_age: flags.max_age(),
+        },
+    );
+    let state = Arc::new(AppState {
+        config,
+        registry,
+        mapper,
+        objects: ObjectLister::Series(SeriesObjectLister::new(client.clone(), flags.max_age())),
+        prometheus: client,
+        ready: Default::default(),
+    });
+    Ok(Standalone { state, discoverer })
+}
+
+/// Runs a standalone server until `shutdown` resolves.
+pub async fn run_standalone(
+    flags: &ServerFlags,
+    raw: &config::MetricsDiscoveryConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let Standalone { state, discoverer } = build_standalone(flags, raw)?;
+    let listener =
+        crate::server::bind_standalone(flags.listen_address, flags.allow_insecure_remote).await?;
+    let local = listener
+        .local_addr()
+        .context("reading the listening address")?;
+    tracing::info!(address = %local, prometheus = %flags.prometheus_url, "serving plain HTTP (standalone mode)");
+    let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
+    let discovery = tokio::spawn(discoverer.run(done_tx));
+    let ready_state = state.clone();
+    tokio::spawn(async move {
+        // Ready once the first discovery attempt finished, success or not (DECISIONS §5).
+        let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.wait_for(|d| *d)).await;
+        ready_state.ready.store(true, Ordering::Release);
+    });
+    let result = crate::server::serve_plain(listener, api::router(state), shutdown).await;
+    discovery.abort();
+    result.map_err(Into::into)
+}
+
+async fn server_main(args: Vec<String>) -> anyhow::Result<()> {
+    let (args, warnings) = args::normalize(args);
+    let flags = match ServerFlags::try_parse_from(&args) {
+        Ok(f) => f,
+        Err(e) => {
+            // --help and --version print and exit 0; real errors exit 2, as clap does.
+            let _ = e.print();
+            std::process::exit(e.exit_code());
+        }
+    };
+    init_logging(flags.verbosity, flags.log_format);
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let Some(config_path) = &flags.config else {
+        bail!("no metrics discovery configuration file specified (make sure to use --config)");
+    };
+    let raw = config::load_file(config_path)?;
+    if !flags.standalone {
+        bail!(
+            "cluster mode (HTTPS with delegated authentication) is not available in this build yet; \
+             run with --standalone to serve plain HTTP on --listen-address without a cluster"
+        );
+    }
+    run_standalone(&flags, &raw, crate::server::shutdown_signal()).await
+}
+
+async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {
+    // `demo [server flags…]`: the flags after `demo` apply to the demo's server.
+    let mut server_args = vec![args[0].clone()];
+    server_args.extend(args.into_iter().skip(2));
+    let mut flags = ServerFlags::try_parse_from(&server_args).unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(e.exit_code());
+    });
+    init_logging(flags.verbosity, flags.log_format);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .context("reading the clock")?
+        .as_secs() as i64;
+    // Samples from 15 minutes ago to an hour ahead keep the demo's values current for an hour.
+    let samples = demo::demo_samples(now - 15 * 60, now + 60 * 60);
+    let prometheus =
+        tokio::task::spawn_blocking(move || local_prometheus::LocalPrometheus::start(&samples))
+            .await
+            .context("starting Prometheus")??;
+    flags.prometheus_url = prometheus.url().to_string();
+    flags.standalone = true;
+    flags.metrics_relist_interval = Duration::from_secs(60);
+    flags.metrics_max_age = Some(Duration::from_secs(20 * 60));
+    let raw = config::parse(demo::DEMO_CONFIG, "embedded demo config")?;
+    let base = format!("http://{}", flags.listen_address);
+    eprintln!(
+        "\nDemo Prometheus with generated samples: {url}\nAdapter (standalone, plain HTTP): {base}\n\nTry:\n  curl -s {base}/apis/custom.metrics.k8s.io/v1beta2\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second'\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-2/http_requests_in_flight'\n  curl -s '{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders'\n\nCtrl-C stops both.\n",
+        url = prometheus.url(),
+    );
+    let result = run_standalone(&flags, &raw, crate::server::shutdown_signal()).await;
+    drop(prometheus);
+    result
+}

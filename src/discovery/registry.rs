@@ -1,0 +1,358 @@
+//! The registry: which API metrics exist, built from discovered series, as an immutable snapshot.
+//!
+//! Built wholesale on every relist and swapped behind an `ArcSwap`, so requests never wait for
+//! discovery and never see a half-built registry.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::query::prometheus::SeriesSet;
+use crate::rules::resources::LabelResource;
+use crate::rules::{CompiledConfig, CompiledRule, GroupResource, RestMapper};
+
+/// Key of a custom metric: the resource it describes, the scope and the API name.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CustomMetricKey {
+    /// Canonical group-resource.
+    pub resource: GroupResource,
+    /// Whether the metric is asked for within a namespace.
+    pub namespaced: bool,
+    /// API metric name.
+    pub metric: String,
+}
+
+/// What serving a custom metric needs.
+#[derive(Clone, Debug)]
+pub struct CustomMetric {
+    /// The Prometheus series name behind the metric (`.Series`).
+    pub series_name: Arc<str>,
+    /// The rule that produced it.
+    pub rule: Arc<CompiledRule>,
+    /// The label holding object names, or why none could be derived.
+    pub resource_label: Result<String, String>,
+}
+
+/// What serving an external metric needs.
+#[derive(Clone, Debug)]
+pub struct ExternalMetric {
+    /// The Prometheus series name behind the metric.
+    pub series_name: Arc<str>,
+    /// The rule that produced it.
+    pub rule: Arc<CompiledRule>,
+}
+
+/// A series a rule dropped, and why (kept as counts with one example per reason).
+#[derive(Clone, Debug, Default)]
+pub struct DropCounts {
+    /// Removed by `seriesFilters` or the implicit `name.matches` filter.
+    pub filtered: usize,
+    /// Produced an empty metric name.
+    pub empty_name: usize,
+    /// Had no label mapped to a resource (custom rules).
+    pub no_resource: usize,
+}
+
+/// Per-rule discovery outcome, for logs, `/metrics` and `check`.
+#[derive(Clone, Debug, Default)]
+pub struct RuleStats {
+    /// Distinct series shapes the `seriesQuery` returned.
+    pub series: usize,
+    /// Why series were dropped.
+    pub dropped: DropCounts,
+    /// Distinct API metrics the rule produced.
+    pub metrics: usize,
+}
+
+/// One immutable view of every served metric.
+#[derive(Clone, Debug, Default)]
+pub struct Registry {
+    custom: HashMap<CustomMetricKey, CustomMetric>,
+    external: HashMap<String, ExternalMetric>,
+    /// Custom keys, sorted, for stable discovery documents.
+    custom_sorted: Vec<CustomMetricKey>,
+    /// External names, sorted.
+    external_sorted: Vec<String>,
+    /// Stats per custom rule, then per external rule.
+    pub custom_stats: Vec<RuleStats>,
+    /// Stats per external rule.
+    pub external_stats: Vec<RuleStats>,
+    /// When the series behind this registry were listed; `None` before the first relist.
+    pub built_at: Option<SystemTime>,
+}
+
+impl Registry {
+    /// Builds a registry. `series` maps each `seriesQuery` to its answer; a query with no answer
+    /// contributes nothing.
+    pub fn build(
+        config: &CompiledConfig,
+        mapper: &RestMapper,
+        series: &HashMap<String, Arc<SeriesSet>>,
+        built_at: SystemTime,
+    ) -> Registry {
+        let mut reg = Registry {
+            built_at: Some(built_at),
+            ..Default::default()
+        };
+        let namespaces = GroupResource::namespaces();
+        let cluster_scoped = [
+            namespaces.clone(),
+            GroupResource::new("", "nodes"),
+            GroupResource::new("", "persistentvolumes"),
+        ];
+        // Labels repeat across series; resolve each (rule, label) once.
+        for rule in &config.rules {
+            let mut stats = RuleStats::default();
+            let mut label_cache: HashMap<&str, Option<GroupResource>> = HashMap::new();
+            let mut resource_labels: HashMap<GroupResource, Result<String, String>> =
+                HashMap::new();
+            let mut produced = BTreeSet::new();
+            if let Some(set) = series.get(&rule.series_query) {
+                stats.series = set.series.len();
+                for s in &set.series {
+                    if !rule.namer.keeps(&s.name) {
+                        stats.dropped.filtered += 1;
+                        continue;
+                    }
+                    let Some(metric) = rule.namer.metric_name(&s.name).filter(|m| !m.is_empty())
+                    else {
+                        stats.dropped.empty_name += 1;
+                        continue;
+                    };
+                    let mut resources = Vec::new();
+                    let mut namespaced = false;
+                    for label in s.labels.iter() {
+                        let gr = label_cache
+                            .entry(label)
+                            .or_insert_with(|| {
+                                match rule.resources.resource_for_label(label, mapper) {
+                                    LabelResource::Resource(gr) => Some(gr),
+                                    _ => None,
+                                }
+                            })
+                            .clone();
+                        // Upstream marks a metric namespaced when any label, mapped or not, is
+                        // something other than a namespace, node or persistent volume.
+                        if gr.as_ref().is_none_or(|g| !cluster_scoped.contains(g)) {
+                            namespaced = true;
+                        }
+                        if let Some(gr) = gr {
+                            resources.push(gr);
+                        }
+                    }
+                    if resources.is_empty() {
+                        stats.dropped.no_resource += 1;
+                        continue;
+                    }
+                    for gr in resources {
+                        let label = resource_labels
+                            .entry(gr.clone())
+                            .or_insert_with(|| rule.resources.label_for_resource(&gr, mapper))
+                            .clone();
+                        let key = CustomMetricKey {
+                            namespaced: namespaced && !cluster_scoped.contains(&gr),
+                            resource: gr,
+                            metric: metric.clone(),
+                        };
+                        produced.insert(key.clone());
+                        reg.custom.insert(
+                            key,
+                            CustomMetric {
+                                series_name: s.name.clone(),
+                                rule: rule.clone(),
+                                resource_label: label,
+                            },
+                        );
+                    }
+                }
+            }
+            stats.metrics = produced.len();
+            reg.custom_stats.push(stats);
+        }
+        for rule in &config.external_rules {
+            let mut stats = RuleStats::default();
+            let mut produced = BTreeSet::new();
+            if let Some(set) = series.get(&rule.series_query) {
+                stats.series = set.series.len();
+                for s in &set.series {
+                    if !rule.namer.keeps(&s.name) {
+                        stats.dropped.filtered += 1;
+                        continue;
+                    }
+                    let Some(metric) = rule.namer.metric_name(&s.name).filter(|m| !m.is_empty())
+                    else {
+                        stats.dropped.empty_name += 1;
+                        continue;
+                    };
+                    produced.insert(metric.clone());
+                    reg.external.insert(
+                        metric,
+                        ExternalMetric {
+                            series_name: s.name.clone(),
+                            rule: rule.clone(),
+                        },
+                    );
+                }
+            }
+            stats.metrics = produced.len();
+            reg.external_stats.push(stats);
+        }
+        reg.custom_sorted = reg.custom.keys().cloned().collect();
+        // Sorted as the API lists them: by `resource.group/metric`, then scope.
+        reg.custom_sorted
+            .sort_by_cached_key(|k| (k.resource.to_string(), k.metric.clone(), k.namespaced));
+        reg.external_sorted = reg.external.keys().cloned().collect();
+        reg.external_sorted.sort();
+        reg
+    }
+
+    /// Looks up a custom metric.
+    pub fn custom(&self, key: &CustomMetricKey) -> Option<&CustomMetric> {
+        self.custom.get(key)
+    }
+
+    /// Looks up an external metric.
+    pub fn external(&self, name: &str) -> Option<&ExternalMetric> {
+        self.external.get(name)
+    }
+
+    /// Every custom metric key, sorted by resource, scope and name.
+    pub fn custom_keys(&self) -> &[CustomMetricKey] {
+        &self.custom_sorted
+    }
+
+    /// Every external metric name, sorted.
+    pub fn external_names(&self) -> &[String] {
+        &self.external_sorted
+    }
+
+    /// Custom metrics with this name, for "did you mean" hints.
+    pub fn custom_named(&self, metric: &str) -> Vec<&CustomMetricKey> {
+        self.custom_sorted
+            .iter()
+            .filter(|k| k.metric == metric)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config;
+    use crate::query::prometheus::SeriesInfo;
+    use crate::rules::compile;
+
+    fn series(items: &[(&str, &[&str])]) -> Arc<SeriesSet> {
+        Arc::new(SeriesSet {
+            series: items
+                .iter()
+                .map(|(name, labels)| SeriesInfo {
+                    name: (*name).into(),
+                    labels: labels
+                        .iter()
+                        .map(|l| Box::<str>::from(*l))
+                        .collect::<Vec<_>>()
+                        .into(),
+                })
+                .collect(),
+            raw_count: items.len(),
+        })
+    }
+
+    fn key(resource: &str, namespaced: bool, metric: &str) -> CustomMetricKey {
+        CustomMetricKey {
+            resource: GroupResource::parse_qualified(resource),
+            namespaced,
+            metric: metric.into(),
+        }
+    }
+
+    #[test]
+    fn a_per_pod_counter_becomes_pod_and_namespace_metrics() {
+        let cfg = config::parse(
+            r#"
+rules:
+- seriesQuery: 'flask_http_request_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+"#,
+            "t",
+        )
+        .unwrap();
+        let mapper = RestMapper::standalone();
+        let compiled = compile(&cfg, &mapper).unwrap();
+        let mut answers = HashMap::new();
+        answers.insert(
+            compiled.rules[0].series_query.clone(),
+            series(&[
+                (
+                    "flask_http_request_total",
+                    &["instance", "namespace", "pod"],
+                ),
+                ("flask_http_request_seconds", &["namespace", "pod"]),
+            ]),
+        );
+        let reg = Registry::build(&compiled, &mapper, &answers, SystemTime::now());
+        assert_eq!(
+            reg.custom_keys(),
+            &[
+                key("namespaces", false, "flask_http_request_per_second"),
+                key("pods", true, "flask_http_request_per_second"),
+            ]
+        );
+        let m = reg
+            .custom(&key("pods", true, "flask_http_request_per_second"))
+            .unwrap();
+        assert_eq!(&*m.series_name, "flask_http_request_total");
+        assert_eq!(m.resource_label.as_deref(), Ok("pod"));
+        assert_eq!(reg.custom_stats[0].dropped.filtered, 1);
+    }
+
+    #[test]
+    fn templates_map_every_matching_label_and_node_metrics_are_cluster_scoped() {
+        let cfg = config::parse(
+            r#"
+rules:
+- seriesQuery: '{__name__=~"node_.*|ingress_.*"}'
+  resources: {template: "kube_<<.Resource>>"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+externalRules:
+- seriesQuery: 'queue_depth'
+  resources: {namespaced: false}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+"#,
+            "t",
+        )
+        .unwrap();
+        let mapper = RestMapper::standalone();
+        let compiled = compile(&cfg, &mapper).unwrap();
+        let mut answers = HashMap::new();
+        answers.insert(
+            compiled.rules[0].series_query.clone(),
+            series(&[
+                ("node_gigawatts", &["kube_node"]),
+                (
+                    "ingress_hits",
+                    &["kube_namespace", "kube_ingress", "kube_service"],
+                ),
+                ("no_mapping", &["instance"]),
+            ]),
+        );
+        answers.insert("queue_depth".into(), series(&[("queue_depth", &["queue"])]));
+        let reg = Registry::build(&compiled, &mapper, &answers, SystemTime::now());
+        assert_eq!(
+            reg.custom_keys(),
+            &[
+                key("ingresses.networking.k8s.io", true, "ingress_hits"),
+                key("namespaces", false, "ingress_hits"),
+                key("nodes", false, "node_gigawatts"),
+                key("services", true, "ingress_hits"),
+            ]
+        );
+        assert_eq!(reg.custom_stats[0].dropped.no_resource, 1);
+        assert_eq!(reg.external_names(), &["queue_depth".to_string()]);
+        let svc = reg.custom(&key("services", true, "ingress_hits")).unwrap();
+        assert_eq!(svc.resource_label.as_deref(), Ok("kube_service"));
+    }
+}

@@ -1,0 +1,22 @@
+//! prom-metrics-adapter: serves the Kubernetes custom, external and resource metrics APIs from
+//! Prometheus, driven by prometheus-adapter's rule files.
+//!
+//! The modules follow the data path: [`config`] (rule files) → [`rules`] (naming, resource
+//! mapping, templates) → [`discovery`] (which series exist) → [`query`] (PromQL and Prometheus) →
+//! [`api`] (HTTP handlers and JSON types) → [`server`] (listening, later TLS and authn/authz).
+//! [`cli`] parses flags and wires the rooms together.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod duration;
+pub mod query;
+pub mod rules;
+pub mod server;
+
+/// Installs rustls' ring provider as the process default. Idempotent; must run before any TLS
+/// client or server is built, because with no provider installed rustls panics.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,11 @@
+//! Querying: the Prometheus client, object listing for `*` requests, and turning samples into
+//! metric values.
+
+pub mod objects;
+pub mod prometheus;
+pub mod quantity;
+pub mod values;
+
+pub use prometheus::{
+    PrometheusClient, PrometheusError, PrometheusSettings, QueryResult, Sample, Verb,
+};

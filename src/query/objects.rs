@@ -1,0 +1,85 @@
+//! Which objects a `*` request is about.
+//!
+//! In cluster mode the objects come from the Kubernetes API (see [`crate::k8s`]). In standalone
+//! mode there is no cluster: the objects are the values of the resource label among the metric's
+//! own series, and `labelSelector` is applied to those series' labels. This is a documented
+//! limitation: pod labels such as `app` only match when Prometheus attached them to the series.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::prometheus::{PrometheusClient, PrometheusError};
+use crate::rules::quote::go_quote;
+use crate::rules::selector::{Selector, is_dns1123_subdomain};
+
+/// What to list.
+#[derive(Debug, Clone, Copy)]
+pub struct ListRequest<'a> {
+    /// `(namespace label, namespace)` for namespaced requests.
+    pub namespace: Option<(&'a str, &'a str)>,
+    /// The object label selector.
+    pub selector: &'a Selector,
+    /// The series behind the metric.
+    pub series_name: &'a str,
+    /// The label holding object names.
+    pub resource_label: &'a str,
+}
+
+/// Lists objects from the series themselves (standalone mode).
+#[derive(Clone, Debug)]
+pub struct SeriesObjectLister {
+    client: PrometheusClient,
+    lookback: Duration,
+}
+
+impl SeriesObjectLister {
+    /// A lister that looks `lookback` into the past for series.
+    pub fn new(client: PrometheusClient, lookback: Duration) -> Self {
+        SeriesObjectLister { client, lookback }
+    }
+
+    /// The sorted object names the request is about. Label values that are not valid
+    /// Kubernetes names are skipped: they could not name an object, and they would otherwise
+    /// reach a regex matcher unescaped.
+    pub async fn list(&self, req: ListRequest<'_>) -> Result<Vec<String>, PrometheusError> {
+        let mut selector = format!(
+            "{{__name__={},{}!=\"\"",
+            go_quote(req.series_name),
+            req.resource_label
+        );
+        if let Some((label, ns)) = req.namespace {
+            selector.push_str(&format!(",{label}={}", go_quote(ns)));
+        }
+        selector.push('}');
+        let end = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let start = end - self.lookback.as_secs_f64();
+        let series = self.client.series_labels(&selector, start, end).await?;
+        let names: BTreeSet<String> = series
+            .iter()
+            .filter(|labels| req.selector.matches(labels))
+            .filter_map(|labels| labels.get(req.resource_label))
+            .filter(|name| is_dns1123_subdomain(name))
+            .cloned()
+            .collect();
+        Ok(names.into_iter().collect())
+    }
+}
+
+/// Where object lists come from.
+#[derive(Clone, Debug)]
+pub enum ObjectLister {
+    /// Standalone mode: from the series.
+    Series(SeriesObjectLister),
+}
+
+impl ObjectLister {
+    /// Lists the objects a `*` request is about.
+    pub async fn list(&self, req: ListRequest<'_>) -> Result<Vec<String>, String> {
+        match self {
+            ObjectLister::Series(l) => l.list(req).await.map_err(|e| e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,804 @@
+//! A small client for the Prometheus HTTP API: `/api/v1/series` and `/api/v1/query`.
+//!
+//! Hand-written rather than taken from a crate because the adapter needs full control over the
+//! verb (GET or POST form, as `--prometheus-verb`), timeouts, error bodies and, above all, a
+//! streaming decode of `/api/v1/series`: large clusters answer with hundreds of megabytes, of
+//! which discovery needs only the series names and label names.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+/// How requests are sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verb {
+    /// Parameters in the URL.
+    Get,
+    /// Parameters as a form body (no URL length limit).
+    Post,
+}
+
+impl std::str::FromStr for Verb {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "GET" | "get" => Ok(Verb::Get),
+            "POST" | "post" => Ok(Verb::Post),
+            other => Err(format!(
+                "unsupported Prometheus HTTP verb {other:?}; use GET or POST"
+            )),
+        }
+    }
+}
+
+/// Everything needed to build a [`PrometheusClient`].
+#[derive(Clone, Debug)]
+pub struct PrometheusSettings {
+    /// Base URL; a path prefix (Thanos, Mimir `/prometheus`) is kept.
+    pub url: String,
+    /// GET or POST.
+    pub verb: Verb,
+    /// Extra headers (`--prometheus-header Key=Value`), repeats kept.
+    pub headers: Vec<(String, String)>,
+    /// Bearer token file, re-read every minute so rotated tokens are picked up.
+    pub token_file: Option<PathBuf>,
+    /// CA bundle that replaces the system roots.
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate for mTLS.
+    pub client_cert_file: Option<PathBuf>,
+    /// Key of the client certificate.
+    pub client_key_file: Option<PathBuf>,
+    /// Timeout of one instant query.
+    pub query_timeout: Duration,
+    /// Timeout of one series listing.
+    pub series_timeout: Duration,
+}
+
+impl Default for PrometheusSettings {
+    fn default() -> Self {
+        PrometheusSettings {
+            url: "https://localhost".into(),
+            verb: Verb::Get,
+            headers: Vec::new(),
+            token_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            query_timeout: Duration::from_secs(30),
+            series_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// Why a Prometheus call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PrometheusError {
+    /// The client could not be built from its settings.
+    #[error("invalid Prometheus client settings: {0}")]
+    Settings(String),
+    /// No answer: connection refused, DNS, TLS, reset.
+    #[error("request to {url} failed: {message}")]
+    Transport {
+        /// The endpoint.
+        url: String,
+        /// The error and its causes.
+        message: String,
+    },
+    /// No answer in time.
+    #[error("request to {url} timed out after {timeout:?}")]
+    Timeout {
+        /// The endpoint.
+        url: String,
+        /// The limit that was hit.
+        timeout: Duration,
+    },
+    /// Prometheus answered with an error.
+    #[error("Prometheus answered {url} with {error_type}: {error}")]
+    Api {
+        /// The endpoint.
+        url: String,
+        /// `errorType` (`bad_data`, `timeout`, `execution`, …) or the HTTP status.
+        error_type: String,
+        /// `error`, or the start of the body when it is not Prometheus JSON.
+        error: String,
+    },
+    /// The answer was not the JSON the API documents.
+    #[error("unable to decode the answer of {url}: {message}")]
+    Decode {
+        /// The endpoint.
+        url: String,
+        /// What was wrong.
+        message: String,
+    },
+}
+
+/// One series as discovery needs it: its name and the names of its other labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesInfo {
+    /// `__name__`.
+    pub name: Arc<str>,
+    /// Label names other than `__name__`, sorted. Shared between series with the same set.
+    pub labels: Arc<[Box<str>]>,
+}
+
+/// The distinct (name, label-name set) pairs of a `/api/v1/series` answer.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesSet {
+    /// Distinct series shapes, in first-seen order.
+    pub series: Vec<SeriesInfo>,
+    /// How many series the answer held before de-duplication.
+    pub raw_count: usize,
+}
+
+/// One sample of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// All labels of the sample, `__name__` included when Prometheus kept it.
+    pub labels: BTreeMap<String, String>,
+    /// Sample time, Unix seconds.
+    pub timestamp: f64,
+    /// Sample value; may be NaN or infinite.
+    pub value: f64,
+}
+
+/// The `data` of an instant query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryResult {
+    /// `resultType: vector`.
+    Vector(Vec<Sample>),
+    /// `resultType: scalar`; the labels are empty.
+    Scalar(Sample),
+    /// `resultType: matrix` (never usable by the metrics APIs).
+    Matrix,
+    /// `resultType: string` (never usable by the metrics APIs).
+    String,
+}
+
+impl QueryResult {
+    /// `vector`, `scalar`, `matrix` or `string`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            QueryResult::Vector(_) => "vector",
+            QueryResult::Scalar(_) => "scalar",
+            QueryResult::Matrix => "matrix",
+            QueryResult::String => "string",
+        }
+    }
+}
+
+#[derive(Debug)]
+struct TokenSource {
+    path: PathBuf,
+    cached: Mutex<Option<(Instant, String)>>,
+}
+
+impl TokenSource {
+    /// Projected service-account tokens rotate; re-reading once a minute follows them without a
+    /// file read per request.
+    fn token(&self) -> Result<String, PrometheusError> {
+        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, token)) = cached.as_ref()
+            && at.elapsed() < Duration::from_secs(60)
+        {
+            return Ok(token.clone());
+        }
+        let token = std::fs::read_to_string(&self.path)
+            .map_err(|e| {
+                PrometheusError::Settings(format!(
+                    "unable to read token file {}: {e}",
+                    self.path.display()
+                ))
+            })?
+            .trim()
+            .to_string();
+        *cached = Some((Instant::now(), token.clone()));
+        Ok(token)
+    }
+}
+
+/// A cheap-to-clone Prometheus API client sharing one connection pool.
+#[derive(Clone, Debug)]
+pub struct PrometheusClient {
+    http: reqwest::Client,
+    base: Arc<str>,
+    verb: Verb,
+    token: Option<Arc<TokenSource>>,
+    query_timeout: Duration,
+    series_timeout: Duration,
+}
+
+fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, PrometheusError> {
+    std::fs::read(path).map_err(|e| {
+        PrometheusError::Settings(format!("unable to read {what} {}: {e}", path.display()))
+    })
+}
+
+/// An error and all its causes on one line: reqwest's own message alone ("error sending
+/// request") does not say what went wrong.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let msg = c.to_string();
+        if !s.contains(&msg) {
+            let _ = write!(s, ": {msg}");
+        }
+        cur = c.source();
+    }
+    s
+}
+
+impl PrometheusClient {
+    /// Builds a client; fails on unreadable files, bad headers or a bad URL.
+    pub fn new(settings: &PrometheusSettings) -> Result<Self, PrometheusError> {
+        crate::install_crypto_provider();
+        let url = url::Url::parse(&settings.url).map_err(|e| {
+            PrometheusError::Settings(format!("invalid Prometheus URL {:?}: {e}", settings.url))
+        })?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(PrometheusError::Settings(format!(
+                "Prometheus URL {:?} must be http or https",
+                settings.url
+            )));
+        }
+        let mut headers = HeaderMap::new();
+        for (k, v) in &settings.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                PrometheusError::Settings(format!("invalid header name {k:?}: {e}"))
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|e| {
+                PrometheusError::Settings(format!("invalid value for header {k:?}: {e}"))
+            })?;
+            headers.append(name, value);
+        }
+        let mut builder = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(32)
+            .default_headers(headers);
+        if let Some(ca) = &settings.ca_file {
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&read_file(ca, "CA file")?).map_err(|e| {
+                    PrometheusError::Settings(format!("invalid CA file {}: {e}", ca.display()))
+                })?;
+            builder = builder.tls_certs_only(certs);
+        }
+        match (&settings.client_cert_file, &settings.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read_file(cert, "client certificate")?;
+                pem.push(b'\n');
+                pem.extend(read_file(key, "client key")?);
+                let identity = reqwest::Identity::from_pem(&pem).map_err(|e| {
+                    PrometheusError::Settings(format!("invalid client certificate or key: {e}"))
+                })?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            _ => {
+                return Err(PrometheusError::Settings(
+                    "--prometheus-client-tls-cert-file and --prometheus-client-tls-key-file \
+                     must be given together"
+                        .into(),
+                ));
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| PrometheusError::Settings(error_chain(&e)))?;
+        let token = settings.token_file.as_ref().map(|path| {
+            Arc::new(TokenSource {
+                path: path.clone(),
+                cached: Mutex::new(None),
+            })
+        });
+        if let Some(t) = &token {
+            t.token()?;
+        }
+        Ok(PrometheusClient {
+            http,
+            base: settings.url.trim_end_matches('/').into(),
+            verb: settings.verb,
+            token,
+            query_timeout: settings.query_timeout,
+            series_timeout: settings.series_timeout,
+        })
+    }
+
+    /// The base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        endpoint: &str,
+        params: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(String, reqwest::Response), PrometheusError> {
+        let url = format!("{}{endpoint}", self.base);
+        let req = match self.verb {
+            Verb::Get => self.http.get(&url).query(params),
+            Verb::Post => self.http.post(&url).form(params),
+        };
+        let mut req = req.timeout(timeout);
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token.token()?);
+        }
+        match req.send().await {
+            Ok(resp) => Ok((url, resp)),
+            Err(e) if e.is_timeout() => Err(PrometheusError::Timeout { url, timeout }),
+            Err(e) => Err(PrometheusError::Transport {
+                url,
+                message: error_chain(&e),
+            }),
+        }
+    }
+
+    /// Runs an instant query at `time` (Unix seconds).
+    pub async fn query(&self, query: &str, time: f64) -> Result<QueryResult, PrometheusError> {
+        let time = format!("{time:.3}");
+        let timeout = format!("{}ms", self.query_timeout.as_millis());
+        let (url, resp) = self
+            .send(
+                "/api/v1/query",
+                &[("query", query), ("time", &time), ("timeout", &timeout)],
+                self.query_timeout,
+            )
+            .await?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| {
+            if e.is_timeout() {
+                PrometheusError::Timeout {
+                    url: url.clone(),
+                    timeout: self.query_timeout,
+                }
+            } else {
+                PrometheusError::Transport {
+                    url: url.clone(),
+                    message: error_chain(&e),
+                }
+            }
+        })?;
+        decode_query(&url, status.as_u16(), &body)
+    }
+
+    /// Lists the series matching `selector` with samples in `[start, end]`, keeping only names
+    /// and label names. The body is decoded as it arrives, off the async threads.
+    pub async fn series(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<SeriesSet, PrometheusError> {
+        let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
+        let (url, resp) = self
+            .send(
+                "/api/v1/series",
+                &[("match[]", selector), ("start", &start), ("end", &end)],
+                self.series_timeout,
+            )
+            .await?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body = resp.bytes().await.unwrap_or_default();
+            return Err(error_from_body(&url, status.as_u16(), &body));
+        }
+        let stream = resp
+            .bytes_stream()
+            .map_err(|e| std::io::Error::other(error_chain(&e)));
+        let reader = tokio_util::io::StreamReader::new(stream);
+        let bridge = tokio_util::io::SyncIoBridge::new(reader);
+        let decode_url = url.clone();
+        tokio::task::spawn_blocking(move || decode_series(&decode_url, bridge))
+            .await
+            .map_err(|e| PrometheusError::Decode {
+                url,
+                message: format!("decoder task failed: {e}"),
+            })?
+    }
+
+    /// Lists the full label sets of the series matching `selector` in `[start, end]`. For small
+    /// answers only (per-request object listing in standalone mode).
+    pub async fn series_labels(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<Vec<BTreeMap<String, String>>, PrometheusError> {
+        let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
+        let (url, resp) = self
+            .send(
+                "/api/v1/series",
+                &[("match[]", selector), ("start", &start), ("end", &end)],
+                self.query_timeout,
+            )
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| PrometheusError::Transport {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(error_from_body(&url, status, &body));
+        }
+        let env: Envelope<Vec<BTreeMap<String, String>>> =
+            serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        env.into_data(&url)
+    }
+}
+
+#[derive(Deserialize)]
+struct Envelope<T> {
+    status: String,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl<T> Envelope<T> {
+    fn into_data(self, url: &str) -> Result<T, PrometheusError> {
+        if self.status != "success" {
+            return Err(PrometheusError::Api {
+                url: url.to_string(),
+                error_type: self.error_type.unwrap_or_else(|| "unknown".into()),
+                error: self.error.unwrap_or_default(),
+            });
+        }
+        self.data.ok_or_else(|| PrometheusError::Decode {
+            url: url.to_string(),
+            message: "a success answer without data".into(),
+        })
+    }
+}
+
+/// The error for a non-2xx answer: Prometheus' own error JSON when the body is that, otherwise
+/// the status and the start of the body.
+fn error_from_body(url: &str, status: u16, body: &[u8]) -> PrometheusError {
+    if let Ok(env) = serde_json::from_slice::<Envelope<IgnoredAny>>(body)
+        && env.status == "error"
+    {
+        return PrometheusError::Api {
+            url: url.to_string(),
+            error_type: env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+            error: env.error.unwrap_or_default(),
+        };
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_string();
+    PrometheusError::Api {
+        url: url.to_string(),
+        error_type: format!("HTTP {status}"),
+        error: if text.is_empty() {
+            "(empty body)".into()
+        } else {
+            text
+        },
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawQueryData {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+fn parse_value(url: &str, raw: &str) -> Result<f64, PrometheusError> {
+    raw.parse::<f64>().map_err(|_| PrometheusError::Decode {
+        url: url.to_string(),
+        message: format!("sample value {raw:?} is not a number"),
+    })
+}
+
+/// Decodes an instant-query answer.
+pub fn decode_query(url: &str, status: u16, body: &[u8]) -> Result<QueryResult, PrometheusError> {
+    if !(200..300).contains(&status) {
+        return Err(error_from_body(url, status, body));
+    }
+    let decode_err = |e: serde_json::Error| PrometheusError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    };
+    let env: Envelope<RawQueryData> = serde_json::from_slice(body).map_err(decode_err)?;
+    let data = env.into_data(url)?;
+    match data.result_type.as_str() {
+        "vector" => {
+            let raw: Vec<RawSample> = serde_json::from_value(data.result).map_err(decode_err)?;
+            raw.into_iter()
+                .map(|s| {
+                    Ok(Sample {
+                        labels: s.metric,
+                        timestamp: s.value.0,
+                        value: parse_value(url, &s.value.1)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(QueryResult::Vector)
+        }
+        "scalar" => {
+            let (timestamp, value): (f64, String) =
+                serde_json::from_value(data.result).map_err(decode_err)?;
+            Ok(QueryResult::Scalar(Sample {
+                labels: BTreeMap::new(),
+                timestamp,
+                value: parse_value(url, &value)?,
+            }))
+        }
+        "matrix" => Ok(QueryResult::Matrix),
+        "string" => Ok(QueryResult::String),
+        other => Err(PrometheusError::Decode {
+            url: url.to_string(),
+            message: format!("unknown resultType {other:?}"),
+        }),
+    }
+}
+
+/// Builds a [`SeriesSet`] while the series array streams past.
+#[derive(Default)]
+struct SeriesCollector {
+    out: SeriesSet,
+    label_sets: HashMap<Vec<Box<str>>, Arc<[Box<str>]>>,
+    names: HashMap<String, Arc<str>>,
+    seen: HashSet<(Arc<str>, usize)>,
+}
+
+impl SeriesCollector {
+    fn add(&mut self, name: String, mut labels: Vec<Box<str>>) {
+        self.out.raw_count += 1;
+        labels.sort();
+        let labels = match self.label_sets.get(&labels) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<[Box<str>]> = labels.clone().into();
+                self.label_sets.insert(labels, shared.clone());
+                shared
+            }
+        };
+        let name = match self.names.get(&name) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = name.as_str().into();
+                self.names.insert(name, n.clone());
+                n
+            }
+        };
+        // Label sets are interned, so the pointer identifies the set.
+        let key = (name.clone(), Arc::as_ptr(&labels) as *const u8 as usize);
+        if self.seen.insert(key) {
+            self.out.series.push(SeriesInfo { name, labels });
+        }
+    }
+}
+
+struct TopLevel<'a>(&'a mut SeriesCollector);
+struct DataArray<'a>(&'a mut SeriesCollector);
+struct OneSeries<'a>(&'a mut SeriesCollector);
+
+#[derive(Default)]
+struct TopLevelResult {
+    status: Option<String>,
+    error_type: Option<String>,
+    error: Option<String>,
+    saw_data: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = TopLevelResult;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = TopLevelResult;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Prometheus API answer object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = TopLevelResult::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "status" => out.status = Some(map.next_value()?),
+                "errorType" => out.error_type = map.next_value()?,
+                "error" => out.error = map.next_value()?,
+                "data" => {
+                    map.next_value_seed(DataArray(self.0))?;
+                    out.saw_data = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DataArray<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataArray<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of label sets")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(OneSeries(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for OneSeries<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneSeries<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a label set")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut name = None;
+        let mut labels = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "__name__" {
+                name = Some(map.next_value::<String>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                labels.push(key.into_boxed_str());
+            }
+        }
+        // A series without a name cannot become a metric; skip it rather than fail the relist.
+        if let Some(name) = name {
+            self.0.add(name, labels);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a `/api/v1/series` answer from a reader.
+pub fn decode_series<R: std::io::Read>(url: &str, reader: R) -> Result<SeriesSet, PrometheusError> {
+    let mut collector = SeriesCollector::default();
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+    let top = TopLevel(&mut collector)
+        .deserialize(&mut de)
+        .and_then(|t| de.end().map(|_| t))
+        .map_err(|e| PrometheusError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+    if top.status.as_deref() != Some("success") {
+        return Err(PrometheusError::Api {
+            url: url.to_string(),
+            error_type: top.error_type.unwrap_or_else(|| "unknown".into()),
+            error: top.error.unwrap_or_default(),
+        });
+    }
+    if !top.saw_data {
+        return Err(PrometheusError::Decode {
+            url: url.to_string(),
+            message: "a success answer without data".into(),
+        });
+    }
+    Ok(collector.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_reduced_to_names_and_shared_label_sets() {
+        let body = br#"{"status":"success","data":[
+            {"__name__":"http_requests_total","namespace":"a","pod":"p1"},
+            {"__name__":"http_requests_total","pod":"p2","namespace":"a"},
+            {"__name__":"up","namespace":"a","pod":"p1"},
+            {"namespace":"a"}
+        ],"warnings":["x"]}"#;
+        let set = decode_series("u", &body[..]).unwrap();
+        assert_eq!(set.raw_count, 3);
+        assert_eq!(set.series.len(), 2);
+        assert_eq!(&*set.series[0].name, "http_requests_total");
+        assert_eq!(
+            set.series[0]
+                .labels
+                .iter()
+                .map(|s| &**s)
+                .collect::<Vec<_>>(),
+            ["namespace", "pod"]
+        );
+        assert!(Arc::ptr_eq(&set.series[0].labels, &set.series[1].labels));
+    }
+
+    #[test]
+    fn series_errors_and_garbage_are_reported() {
+        let err = decode_series(
+            "u",
+            &br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#[..],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bad_data: parse error"), "{err}");
+        assert!(matches!(
+            decode_series("u", &b"<html>"[..]).unwrap_err(),
+            PrometheusError::Decode { .. }
+        ));
+        assert!(
+            decode_series("u", &br#"{"status":"success","data":[{"__name__":1}]}"#[..]).is_err()
+        );
+    }
+
+    #[test]
+    fn vectors_scalars_and_special_values_decode() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000.5,"0.25"]},
+            {"metric":{"pod":"b"},"value":[1700000000.5,"NaN"]},
+            {"metric":{"pod":"c"},"value":[1700000000.5,"+Inf"]}]}}"#;
+        let QueryResult::Vector(v) = decode_query("u", 200, body).unwrap() else {
+            panic!("not a vector")
+        };
+        assert_eq!(v[0].value, 0.25);
+        assert!(v[1].value.is_nan());
+        assert_eq!(v[2].value, f64::INFINITY);
+        assert_eq!(v[0].timestamp, 1700000000.5);
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1.0,"3"]}}"#;
+        assert!(
+            matches!(decode_query("u", 200, scalar).unwrap(), QueryResult::Scalar(s) if s.value == 3.0)
+        );
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert_eq!(decode_query("u", 200, matrix).unwrap(), QueryResult::Matrix);
+    }
+
+    #[test]
+    fn error_answers_keep_prometheus_words() {
+        let body = br#"{"status":"error","errorType":"bad_data","error":"1:5: parse error"}"#;
+        let err = decode_query("u", 400, body).unwrap_err().to_string();
+        assert!(err.contains("bad_data: 1:5: parse error"), "{err}");
+        let err = decode_query("u", 502, b"Bad Gateway")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP 502: Bad Gateway"), "{err}");
+        let err = decode_query("u", 200, br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a number"), "{err}");
+    }
+
+    #[test]
+    fn verbs_parse_like_upstream() {
+        assert_eq!("GET".parse::<Verb>().unwrap(), Verb::Get);
+        assert_eq!("POST".parse::<Verb>().unwrap(), Verb::Post);
+        assert!("PUT".parse::<Verb>().is_err());
+    }
+}

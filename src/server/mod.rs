@@ -1,0 +1,102 @@
+//! Listening and serving.
+//!
+//! Standalone mode serves plain HTTP, on loopback unless the operator explicitly allows more.
+//! Cluster mode (HTTPS with delegated authentication and authorization) wraps the same router
+//! in layers.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use tokio::net::TcpListener;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Plain HTTP without authentication must stay on loopback unless allowed.
+    #[error(
+        "refusing to serve plain HTTP without authentication on non-loopback address {0}; \
+         use a 127.0.0.0/8 or ::1 address, or pass --allow-insecure-remote"
+    )]
+    NotLoopback(SocketAddr),
+    /// The address could not be bound.
+    #[error("unable to listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Binds the standalone listener, enforcing the loopback rule.
+pub async fn bind_standalone(
+    addr: SocketAddr,
+    allow_remote: bool,
+) -> Result<TcpListener, ServeError> {
+    if !addr.ip().is_loopback() && !allow_remote {
+        return Err(ServeError::NotLoopback(addr));
+    }
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Bind { addr, source })
+}
+
+/// Serves `router` on `listener` until `shutdown` completes.
+pub async fn serve_plain(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let app = router.layer(axum::middleware::from_fn(log_request));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(ServeError::Serve)
+}
+
+/// Logs each request at debug level with method, path, status and latency.
+async fn log_request(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    tracing::debug!(
+        %method,
+        path = uri.path(),
+        query = uri.query().unwrap_or(""),
+        code = resp.status().as_u16(),
+        latency_us = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    resp
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}
