@@ -60,7 +60,12 @@ impl Switch {
 #[tokio::test]
 async fn prometheus_down_is_a_clear_500_and_service_resumes_when_it_returns() {
     let switch = Switch::start(prometheus().addr()).await;
-    let a = Adapter::start_with(&fixture("custom-rules.yaml"), &switch.url, &[]).await;
+    let a = Adapter::start_with(
+        &fixture("custom-rules.yaml"),
+        &switch.url,
+        &["--standalone"],
+    )
+    .await;
     let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-2/flask_http_request_per_second";
     let (code, body) = a.get(path).await;
     assert_eq!(code, 200, "{body}");
@@ -98,7 +103,7 @@ async fn discovery_against_a_dead_prometheus_serves_nothing_but_stays_up() {
     let a = Adapter::start_with(
         &fixture("custom-rules.yaml"),
         &format!("http://127.0.0.1:{port}"),
-        &[],
+        &["--standalone"],
     )
     .await;
     let (code, body) = a.get("/apis/custom.metrics.k8s.io/v1beta1").await;

@@ -159,6 +159,7 @@ async fn answer(
         let mut names = app
             .objects
             .list(ListRequest {
+                resource: &info,
                 namespace,
                 selector: &params.label_selector,
                 series_name: &metric.series_name,

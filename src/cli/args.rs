@@ -20,8 +20,6 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     ("one-output", false),
     ("add-dir-header", false),
     ("skip-log-headers", false),
-    ("lister-kubeconfig", true),
-    ("discovery-interval", true),
     ("client-qps", true),
     ("client-burst", true),
     ("prometheus-auth-config", true),

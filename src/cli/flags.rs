@@ -84,7 +84,17 @@ pub struct ServerFlags {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub standalone: bool,
 
-    /// Address for standalone plain-HTTP serving.
+    /// kubeconfig for API discovery and object lists (cluster mode); in-cluster config or
+    /// `$KUBECONFIG` when not given.
+    #[arg(long)]
+    pub lister_kubeconfig: Option<PathBuf>,
+
+    /// How often API discovery is refreshed in cluster mode (upstream parses this flag but never
+    /// uses it; here it works). 0 means the default, 10m.
+    #[arg(long, value_parser = go_duration)]
+    pub discovery_interval: Option<Duration>,
+
+    /// Address for plain-HTTP serving (standalone mode, and cluster mode until HTTPS lands).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen_address: SocketAddr,
 
@@ -114,6 +124,13 @@ pub struct ServerFlags {
 }
 
 impl ServerFlags {
+    /// The effective API discovery refresh interval.
+    pub fn discovery_interval(&self) -> Duration {
+        self.discovery_interval
+            .filter(|d| !d.is_zero())
+            .unwrap_or(Duration::from_secs(600))
+    }
+
     /// The effective max age.
     pub fn max_age(&self) -> Duration {
         self.metrics_max_age.unwrap_or(self.metrics_relist_interval)

@@ -17,6 +17,7 @@ use clap::Parser;
 use crate::api::{self, AppState};
 use crate::config;
 use crate::discovery::{Discoverer, DiscoverySettings, Registry};
+use crate::k8s;
 use crate::query::objects::{ObjectLister, SeriesObjectLister};
 use crate::query::{PrometheusClient, PrometheusSettings};
 use crate::rules::{self, CompiledConfig, RestMapper};
@@ -68,6 +69,7 @@ pub fn init_logging(verbosity: u8, format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
@@ -123,20 +125,22 @@ fn compile_config(
     Ok(compiled)
 }
 
-/// Everything a standalone server needs, ready to serve.
-pub struct Standalone {
+/// Everything a server needs, ready to serve.
+pub struct Adapter {
     /// The shared state.
     pub state: Arc<AppState>,
     /// Discovery, to be spawned.
     pub discoverer: Discoverer,
 }
 
-/// Builds a standalone adapter from parsed flags and a raw config.
-pub fn build_standalone(
+/// Builds an adapter from parsed flags, a raw config, the resources the cluster has and where
+/// object lists come from.
+pub fn build_adapter(
     flags: &ServerFlags,
     raw: &config::MetricsDiscoveryConfig,
-) -> anyhow::Result<Standalone> {
-    let mapper = RestMapper::standalone();
+    mapper: RestMapper,
+    objects: impl FnOnce(&PrometheusClient) -> ObjectLister,
+) -> anyhow::Result<Adapter> {
     let compiled = compile_config(raw, &mapper, flags.strict_config)?;
     if !compiled.rules.is_empty() && flags.max_age() < flags.metrics_relist_interval {
         bail!("--metrics-max-age must not be less than --metrics-relist-interval");
@@ -159,26 +163,61 @@ pub fn build_standalone(
         config,
         registry,
         mapper,
-        objects: ObjectLister::Series(SeriesObjectLister::new(client.clone(), flags.max_age())),
+        objects: objects(&client),
         prometheus: client,
         ready: Default::default(),
     });
-    Ok(Standalone { state, discoverer })
+    Ok(Adapter { state, discoverer })
 }
 
-/// Runs a standalone server until `shutdown` resolves.
-pub async fn run_standalone(
+/// Builds a standalone adapter: built-in resource table, objects from the series.
+pub fn build_standalone(
     flags: &ServerFlags,
     raw: &config::MetricsDiscoveryConfig,
+) -> anyhow::Result<Adapter> {
+    build_adapter(flags, raw, RestMapper::standalone(), |client| {
+        ObjectLister::Series(SeriesObjectLister::new(client.clone(), flags.max_age()))
+    })
+}
+
+/// Builds a cluster-mode adapter: resources from API discovery (refreshed every
+/// `--discovery-interval`), objects listed from the API server.
+pub async fn build_cluster(
+    flags: &ServerFlags,
+    raw: &config::MetricsDiscoveryConfig,
+) -> anyhow::Result<Adapter> {
+    let kube = k8s::build_client(flags.lister_kubeconfig.as_deref()).await?;
+    let mapper = k8s::discover(&kube)
+        .await
+        .context("discovering the cluster's API resources")?;
+    tracing::info!(
+        resources = mapper.resources().len(),
+        "discovered the cluster's API resources"
+    );
+    let adapter = build_adapter(flags, raw, mapper, |_| {
+        ObjectLister::Kube(k8s::KubeObjectLister::new(kube.clone()))
+    })?;
+    tokio::spawn(k8s::refresh_mapper(
+        kube,
+        adapter.state.mapper.clone(),
+        flags.discovery_interval(),
+    ));
+    Ok(adapter)
+}
+
+/// Serves a built adapter on plain HTTP until `shutdown` resolves.
+pub async fn serve_adapter(
+    flags: &ServerFlags,
+    adapter: Adapter,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let Standalone { state, discoverer } = build_standalone(flags, raw)?;
+    let Adapter { state, discoverer } = adapter;
     let listener =
         crate::server::bind_standalone(flags.listen_address, flags.allow_insecure_remote).await?;
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
-    tracing::info!(address = %local, prometheus = %flags.prometheus_url, "serving plain HTTP (standalone mode)");
+    tracing::info!(address = %local, prometheus = %flags.prometheus_url, standalone = flags.standalone, "serving plain HTTP");
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let discovery = tokio::spawn(discoverer.run(done_tx));
     let ready_state = state.clone();
@@ -210,13 +249,18 @@ async fn server_main(args: Vec<String>) -> anyhow::Result<()> {
         bail!("no metrics discovery configuration file specified (make sure to use --config)");
     };
     let raw = config::load_file(config_path)?;
-    if !flags.standalone {
-        bail!(
-            "cluster mode (HTTPS with delegated authentication) is not available in this build yet; \
-             run with --standalone to serve plain HTTP on --listen-address without a cluster"
+    let adapter = if flags.standalone {
+        build_standalone(&flags, &raw)?
+    } else {
+        // HTTPS with delegated authentication is not built yet: until it is, cluster mode
+        // serves plain HTTP under the same loopback rule as standalone mode.
+        tracing::warn!(
+            "cluster mode serves plain HTTP on --listen-address until HTTPS and delegated \
+             authentication land; do not expose it"
         );
-    }
-    run_standalone(&flags, &raw, crate::server::shutdown_signal()).await
+        build_cluster(&flags, &raw).await?
+    };
+    serve_adapter(&flags, adapter, crate::server::shutdown_signal()).await
 }
 
 async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {
@@ -248,7 +292,12 @@ async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {
         "\nDemo Prometheus with generated samples: {url}\nAdapter (standalone, plain HTTP): {base}\n\nTry:\n  curl -s {base}/apis/custom.metrics.k8s.io/v1beta2\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second'\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-2/http_requests_in_flight'\n  curl -s '{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders'\n\nCtrl-C stops both.\n",
         url = prometheus.url(),
     );
-    let result = run_standalone(&flags, &raw, crate::server::shutdown_signal()).await;
+    let result = serve_adapter(
+        &flags,
+        build_standalone(&flags, &raw)?,
+        crate::server::shutdown_signal(),
+    )
+    .await;
     drop(prometheus);
     result
 }

@@ -1,6 +1,7 @@
 //! Which objects a `*` request is about.
 //!
-//! In cluster mode the objects come from the Kubernetes API (see [`crate::k8s`]). In standalone
+//! In cluster mode the objects come from the Kubernetes API (see [`crate::k8s`]), filtered by
+//! `labelSelector` there. In standalone
 //! mode there is no cluster: the objects are the values of the resource label among the metric's
 //! own series, and `labelSelector` is applied to those series' labels. This is a documented
 //! limitation: pod labels such as `app` only match when Prometheus attached them to the series.
@@ -9,12 +10,16 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use super::prometheus::{PrometheusClient, PrometheusError};
+use crate::k8s::KubeObjectLister;
+use crate::rules::ResourceInfo;
 use crate::rules::quote::go_quote;
 use crate::rules::selector::{Selector, is_dns1123_subdomain};
 
 /// What to list.
 #[derive(Debug, Clone, Copy)]
 pub struct ListRequest<'a> {
+    /// The resource whose objects are listed.
+    pub resource: &'a ResourceInfo,
     /// `(namespace label, namespace)` for namespaced requests.
     pub namespace: Option<(&'a str, &'a str)>,
     /// The object label selector.
@@ -73,6 +78,8 @@ impl SeriesObjectLister {
 pub enum ObjectLister {
     /// Standalone mode: from the series.
     Series(SeriesObjectLister),
+    /// Cluster mode: from the Kubernetes API.
+    Kube(KubeObjectLister),
 }
 
 impl ObjectLister {
@@ -80,6 +87,10 @@ impl ObjectLister {
     pub async fn list(&self, req: ListRequest<'_>) -> Result<Vec<String>, String> {
         match self {
             ObjectLister::Series(l) => l.list(req).await.map_err(|e| e.to_string()),
+            ObjectLister::Kube(l) => l
+                .list(req.resource, req.namespace.map(|(_, ns)| ns), req.selector)
+                .await
+                .map_err(|e| e.to_string()),
         }
     }
 }

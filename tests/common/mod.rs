@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_kube;
+
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -10,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use clap::Parser;
 use prom_metrics_adapter::cli::flags::ServerFlags;
 use prom_metrics_adapter::cli::local_prometheus::LocalPrometheus;
-use prom_metrics_adapter::cli::{Standalone, build_standalone};
+use prom_metrics_adapter::cli::{Adapter as Built, build_cluster, build_standalone};
 use prom_metrics_adapter::config;
 
 /// Per-pod request rates of the fixture: (namespace, pod, app, method, requests per second).
@@ -122,13 +124,13 @@ impl Drop for Adapter {
 }
 
 impl Adapter {
-    /// Starts an adapter on `config_yaml` against `prometheus_url`, with discovery done once
-    /// before it serves.
+    /// Starts an adapter on `config_yaml` against `prometheus_url` with `extra` flags (add
+    /// `--standalone` for standalone mode, or `--lister-kubeconfig=…` for cluster mode), with
+    /// discovery done once before it serves.
     pub async fn start_with(config_yaml: &str, prometheus_url: &str, extra: &[&str]) -> Adapter {
         prom_metrics_adapter::install_crypto_provider();
         let mut args = vec![
             "adapter".to_string(),
-            "--standalone".into(),
             format!("--prometheus-url={prometheus_url}"),
             "--listen-address=127.0.0.1:0".into(),
             "--metrics-relist-interval=1h".into(),
@@ -137,10 +139,17 @@ impl Adapter {
         args.extend(extra.iter().map(|s| s.to_string()));
         let flags = ServerFlags::try_parse_from(args).expect("flags");
         let raw = config::parse(config_yaml, "test config").expect("config");
-        let Standalone {
+        let built = if flags.standalone {
+            build_standalone(&flags, &raw).expect("build standalone adapter")
+        } else {
+            build_cluster(&flags, &raw)
+                .await
+                .expect("build cluster adapter")
+        };
+        let Built {
             state,
             mut discoverer,
-        } = build_standalone(&flags, &raw).expect("build");
+        } = built;
         discoverer.relist().await;
         state
             .ready
@@ -168,10 +177,10 @@ impl Adapter {
         }
     }
 
-    /// Starts an adapter on the shared Prometheus.
+    /// Starts a standalone adapter on the shared Prometheus.
     pub async fn start(config_yaml: &str) -> Adapter {
         let url = prometheus().url().to_string();
-        Adapter::start_with(config_yaml, &url, &[]).await
+        Adapter::start_with(config_yaml, &url, &["--standalone"]).await
     }
 
     /// GETs a path; returns the status and the parsed JSON body.

@@ -1,0 +1,255 @@
+//! A small fake kube-apiserver: discovery (aggregated and per-group) and metadata-only pod
+//! lists, in the JSON shapes the real one (v1.36) returns.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use prom_metrics_adapter::rules::selector::Selector;
+use serde_json::{Value, json};
+
+/// (namespace, name, labels)
+pub type Pod = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, &'static str)],
+);
+
+/// The pods the fake cluster has.
+pub const PODS: &[Pod] = &[
+    ("default", "web-1", &[("app", "web")]),
+    ("default", "web-2", &[("app", "web")]),
+    ("default", "web-3", &[("app", "web")]),
+    ("default", "worker-1", &[("app", "worker")]),
+    ("other", "web-9", &[("app", "web")]),
+];
+
+/// Knobs and counters of the fake.
+#[derive(Default)]
+pub struct FakeState {
+    /// Answer aggregated discovery requests with 406, as servers before 1.26 do.
+    pub no_aggregated: AtomicBool,
+    /// Pod LIST requests seen.
+    pub pod_lists: AtomicUsize,
+    /// Label selectors seen on pod LISTs.
+    pub selectors: std::sync::Mutex<Vec<String>>,
+}
+
+/// A running fake API server.
+pub struct FakeKube {
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// Knobs and counters.
+    pub state: Arc<FakeState>,
+    /// A kubeconfig file pointing at the fake.
+    pub kubeconfig: tempfile::NamedTempFile,
+}
+
+fn wants_aggregated(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("g=apidiscovery.k8s.io"))
+}
+
+fn json_response(v: Value, content_type: &str) -> Response {
+    (
+        [(header::CONTENT_TYPE, content_type.to_string())],
+        v.to_string(),
+    )
+        .into_response()
+}
+
+const AGGREGATED_CT: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+fn resource(
+    plural: &str,
+    group: &str,
+    kind: &str,
+    scope: &str,
+    singular: &str,
+    short: &[&str],
+) -> Value {
+    json!({"resource": plural, "responseKind": {"group": group, "version": "v1", "kind": kind},
+           "scope": scope, "singularResource": singular, "verbs": ["get", "list", "watch"], "shortNames": short})
+}
+
+async fn api(State(st): State<Arc<FakeState>>, headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        if st.no_aggregated.load(Ordering::SeqCst) {
+            return (StatusCode::NOT_ACCEPTABLE, "").into_response();
+        }
+        return json_response(
+            json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+            "items": [{"metadata": {"creationTimestamp": null}, "versions": [{"version": "v1", "freshness": "Current", "resources": [
+                resource("pods", "", "Pod", "Namespaced", "pod", &["po"]),
+                resource("nodes", "", "Node", "Cluster", "node", &["no"]),
+                resource("namespaces", "", "Namespace", "Cluster", "namespace", &["ns"]),
+                resource("services", "", "Service", "Namespaced", "service", &["svc"]),
+            ]}]}]}),
+            AGGREGATED_CT,
+        );
+    }
+    json_response(
+        json!({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "10.0.0.1:6443"}]}),
+        "application/json",
+    )
+}
+
+async fn apis(State(st): State<Arc<FakeState>>, headers: HeaderMap) -> Response {
+    if wants_aggregated(&headers) {
+        if st.no_aggregated.load(Ordering::SeqCst) {
+            return (StatusCode::NOT_ACCEPTABLE, "").into_response();
+        }
+        return json_response(
+            json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {},
+            "items": [
+                {"metadata": {"name": "apps", "creationTimestamp": null}, "versions": [{"version": "v1", "freshness": "Current", "resources": [
+                    resource("deployments", "apps", "Deployment", "Namespaced", "deployment", &["deploy"])]}]},
+                {"metadata": {"name": "custom.metrics.k8s.io", "creationTimestamp": null}, "versions": [{"version": "v1beta2", "freshness": "Stale"}]}
+            ]}),
+            AGGREGATED_CT,
+        );
+    }
+    json_response(
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": [
+            {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}], "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}},
+            {"name": "custom.metrics.k8s.io", "versions": [{"groupVersion": "custom.metrics.k8s.io/v1beta2", "version": "v1beta2"}],
+             "preferredVersion": {"groupVersion": "custom.metrics.k8s.io/v1beta2", "version": "v1beta2"}}
+        ]}),
+        "application/json",
+    )
+}
+
+fn legacy_resource(name: &str, singular: &str, kind: &str, namespaced: bool) -> Value {
+    json!({"name": name, "singularName": singular, "namespaced": namespaced, "kind": kind,
+           "verbs": ["get", "list", "watch"]})
+}
+
+async fn api_v1() -> Response {
+    json_response(
+        json!({"kind": "APIResourceList", "groupVersion": "v1", "resources": [
+            legacy_resource("pods", "pod", "Pod", true),
+            legacy_resource("pods/status", "", "Pod", true),
+            legacy_resource("nodes", "node", "Node", false),
+            legacy_resource("namespaces", "namespace", "Namespace", false),
+            legacy_resource("services", "service", "Service", true),
+        ]}),
+        "application/json",
+    )
+}
+
+async fn apps_v1() -> Response {
+    json_response(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "apps/v1", "resources": [
+            legacy_resource("deployments", "deployment", "Deployment", true),
+        ]}),
+        "application/json",
+    )
+}
+
+/// An aggregated API that is down answers 503, as the aggregator does.
+async fn unavailable_group() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": "service unavailable", "reason": "ServiceUnavailable", "code": 503})
+        .to_string(),
+    )
+        .into_response()
+}
+
+async fn list_pods(
+    State(st): State<Arc<FakeState>>,
+    Path(ns): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    st.pod_lists.fetch_add(1, Ordering::SeqCst);
+    let raw = q.get("labelSelector").cloned().unwrap_or_default();
+    st.selectors.lock().unwrap().push(raw.clone());
+    let Ok(selector) = Selector::parse(&raw) else {
+        return (StatusCode::BAD_REQUEST, "bad selector").into_response();
+    };
+    let metadata_only = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
+    let items: Vec<Value> = PODS
+        .iter()
+        .filter(|(pns, _, _)| *pns == ns)
+        .filter(|(_, _, labels)| {
+            let map: BTreeMap<String, String> =
+                labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+            selector.matches(&map)
+        })
+        .map(|(pns, name, labels)| {
+            let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+            let meta = json!({"name": name, "namespace": pns, "uid": format!("uid-{name}"),
+                "resourceVersion": "100", "creationTimestamp": "2026-11-01T00:00:00Z", "labels": labels,
+                "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1"}]});
+            if metadata_only {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+            } else {
+                json!({"metadata": meta, "spec": {"containers": [{"name": "app", "image": "x"}]}, "status": {"phase": "Running"}})
+            }
+        })
+        .collect();
+    if metadata_only {
+        json_response(
+            json!({"kind": "PartialObjectMetadataList", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": "100"}, "items": items}),
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+    } else {
+        json_response(
+            json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "100"}, "items": items}),
+            "application/json",
+        )
+    }
+}
+
+impl FakeKube {
+    /// Starts the fake on a free loopback port.
+    pub async fn start() -> FakeKube {
+        let state = Arc::new(FakeState::default());
+        let app = Router::new()
+            .route("/api", get(api))
+            .route("/apis", get(apis))
+            .route("/api/v1", get(api_v1))
+            .route("/apis/apps/v1", get(apps_v1))
+            .route(
+                "/apis/custom.metrics.k8s.io/v1beta2",
+                get(unavailable_group),
+            )
+            .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let mut kubeconfig = tempfile::NamedTempFile::new().unwrap();
+        std::io::Write::write_all(
+            &mut kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {url}\nusers:\n- name: fake\n  user:\n    token: test-token\ncontexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\ncurrent-context: fake\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        FakeKube {
+            url,
+            state,
+            kubeconfig,
+        }
+    }
+
+    /// `--lister-kubeconfig=…` for the adapter.
+    pub fn flag(&self) -> String {
+        format!("--lister-kubeconfig={}", self.kubeconfig.path().display())
+    }
+}
