@@ -1,0 +1,126 @@
+//! Discovery cost for 100,000 series: decoding the `/api/v1/series` answer and rebuilding the
+//! registry, with time and peak heap growth. Target (issue 2): rebuild ≤ 100 ms and ≤ 50 MB peak
+//! growth. Prints figures; `cargo bench --bench discovery`. Under `cargo test` it runs once on a
+//! small input as a smoke test.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Instant, SystemTime};
+
+use prom_metrics_adapter::config;
+use prom_metrics_adapter::discovery::Registry;
+use prom_metrics_adapter::query::prometheus::decode_series;
+use prom_metrics_adapter::rules::{RestMapper, compile};
+
+/// Counts live and peak heap bytes.
+struct Counting;
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(l) };
+        if !p.is_null() {
+            let now = LIVE.fetch_add(l.size(), Ordering::Relaxed) + l.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        unsafe { System.dealloc(p, l) };
+        LIVE.fetch_sub(l.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+/// The Helm chart's broad default rules: the worst case for rebuilds.
+const RULES: &str = include_str!("../tests/fixtures/compat/chart-default-rules.yaml");
+
+/// `/api/v1/series` JSON for `n` series shaped like cAdvisor and application metrics.
+fn series_body(n: usize) -> String {
+    let mut s = String::from(r#"{"status":"success","data":["#);
+    for i in 0..n {
+        if i > 0 {
+            s.push(',');
+        }
+        let metric = match i % 4 {
+            0 => "container_cpu_usage_seconds_total",
+            1 => "container_memory_working_set_bytes",
+            2 => "http_requests_total",
+            _ => "http_request_duration_seconds_bucket",
+        };
+        write!(
+            s,
+            r#"{{"__name__":"{metric}","namespace":"ns-{}","pod":"pod-{i}","container":"c-{}","instance":"10.0.{}.{}:8080","job":"kubelet","service":"svc-{}","le":"{}"}}"#,
+            i % 50,
+            i % 3,
+            i / 250 % 250,
+            i % 250,
+            i % 40,
+            i % 10
+        )
+        .unwrap();
+    }
+    s.push_str("]}");
+    s
+}
+
+fn measure(n: usize, rounds: usize) {
+    let body = series_body(n);
+    let cfg = compile(
+        &config::parse(RULES, "chart").unwrap(),
+        &RestMapper::standalone(),
+    )
+    .unwrap();
+    let mapper = RestMapper::standalone();
+
+    let mut decode_ms = Vec::new();
+    let mut build_ms = Vec::new();
+    let mut peak_growth = 0usize;
+    let mut metrics = 0;
+    for _ in 0..rounds {
+        let base = LIVE.load(Ordering::Relaxed);
+        PEAK.store(base, Ordering::Relaxed);
+        let t = Instant::now();
+        let set = Arc::new(decode_series("bench", body.as_bytes()).unwrap());
+        decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let answers: HashMap<String, Arc<_>> = cfg
+            .rules
+            .iter()
+            .map(|r| (r.series_query.clone(), set.clone()))
+            .collect();
+        let t = Instant::now();
+        let reg = Registry::build(&cfg, &mapper, &answers, SystemTime::now());
+        build_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        metrics = reg.custom_keys().len();
+        peak_growth = peak_growth.max(PEAK.load(Ordering::Relaxed) - base);
+        drop(reg);
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "discovery of {n} series ({} MB of JSON): decode median {:.1} ms, registry rebuild median {:.1} ms, \
+         peak heap growth {:.1} MB (decode + rebuild, excluding the body), {metrics} API metrics",
+        body.len() / 1_000_000,
+        med(&mut decode_ms),
+        med(&mut build_ms),
+        peak_growth as f64 / 1e6
+    );
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--bench") {
+        for n in [10_000, 100_000, 500_000] {
+            measure(n, if n > 100_000 { 3 } else { 7 });
+        }
+    } else {
+        measure(1_000, 1);
+    }
+}
