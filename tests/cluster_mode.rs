@@ -32,8 +32,63 @@ async fn star_with_a_label_selector_lists_pods_from_the_api_server() {
     assert_eq!(code, 200, "{body}");
     // web-3 is listed by the API server but has no samples: left out, as upstream.
     assert_eq!(pod_names(&body), ["web-1", "web-2"]);
+    // The first request came before the watch cache synced: one LIST with the selector.
     assert_eq!(fake.state.pod_lists.load(Ordering::SeqCst), 1);
     assert_eq!(fake.state.selectors.lock().unwrap().as_slice(), ["app=web"]);
+}
+
+#[tokio::test]
+async fn once_the_watch_has_synced_requests_list_nothing_and_follow_events() {
+    let fake = FakeKube::start().await;
+    let a = cluster_adapter(&fake).await;
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb";
+    let (code, _) = a.get(path).await;
+    assert_eq!(code, 200);
+    // Wait for the cache's initial list and watch.
+    for _ in 0..100 {
+        if fake.state.pod_watches.load(Ordering::SeqCst) > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake.state.cluster_pod_lists.load(Ordering::SeqCst), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let lists_before = fake.state.pod_lists.load(Ordering::SeqCst);
+    for _ in 0..5 {
+        let (code, body) = a.get(path).await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(pod_names(&body), ["web-1", "web-2"]);
+    }
+    assert_eq!(
+        fake.state.pod_lists.load(Ordering::SeqCst),
+        lists_before,
+        "requests must not LIST once the cache synced"
+    );
+
+    // A deleted pod disappears from answers without a LIST.
+    fake.pod_event("DELETED", "default", "web-2", &[("app", "web")]);
+    let mut names = Vec::new();
+    for _ in 0..100 {
+        let (_, body) = a.get(path).await;
+        names = pod_names(&body);
+        if names == ["web-1"] {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(names, ["web-1"]);
+    // A relabelled pod joins the selection.
+    fake.pod_event("MODIFIED", "default", "worker-1", &[("app", "web")]);
+    for _ in 0..100 {
+        let (_, body) = a.get(path).await;
+        names = pod_names(&body);
+        if names.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(names, ["web-1", "worker-1"]);
+    assert_eq!(fake.state.pod_lists.load(Ordering::SeqCst), lists_before);
 }
 
 #[tokio::test]

@@ -46,6 +46,11 @@ pub struct ObjectPath {
 /// Parses the part of the path after `/apis/custom.metrics.k8s.io/`.
 pub fn parse_object_path(rest: &[std::borrow::Cow<'_, str>]) -> Result<ObjectPath, ApiError> {
     let version = rest.first().map(|v| v.to_string()).unwrap_or_default();
+    if !VERSIONS.contains(&version.as_str()) {
+        return Err(ApiError::NotFound(format!(
+            "the server could not find the requested resource (version {version:?} of {GROUP} is not served)"
+        )));
+    }
     let s: Vec<&str> = rest.iter().skip(1).map(|c| c.as_ref()).collect();
     let path = match s.as_slice() {
         ["namespaces", ns, "metrics", metric] => ObjectPath {
@@ -309,7 +314,7 @@ mod tests {
     use super::*;
 
     fn parse(p: &str) -> Result<ObjectPath, ApiError> {
-        let segs = segments(p).unwrap();
+        let segs = segments(p)?;
         parse_object_path(&segs)
     }
 
@@ -334,6 +339,18 @@ mod tests {
     }
 
     #[test]
+    fn an_unserved_version_is_refused_before_any_work() {
+        assert!(matches!(
+            parse("v1%2Fnamespaces/namespaces/default/pods/*/m"),
+            Err(ApiError::NotFound(_)) | Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse("v2/namespaces/default/pods/*/m"),
+            Err(ApiError::NotFound(_))
+        ));
+    }
+
+    #[test]
     fn malformed_paths_and_names_are_bad_requests() {
         for bad in [
             "v1beta1/namespaces/x/foo",
@@ -342,6 +359,7 @@ mod tests {
             "v1beta1/namespaces/default/pods/a%22b/m",
             "v1beta1/namespaces/default/pods/*/..",
             "v1beta1/namespaces/default/pods/*/a%25b",
+            "v1beta1/namespaces/default/pods/%2A/a%2Fb",
         ] {
             assert!(matches!(parse(bad), Err(ApiError::BadRequest(_))), "{bad}");
         }

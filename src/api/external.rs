@@ -27,9 +27,12 @@ pub async fn get_external_metric(
 ) -> Result<Response, ApiError> {
     let segs = segments(uri.path())?;
     let (namespace, metric) = match segs.get(2..).unwrap_or_default() {
-        [version, ns_kw, ns, metric] if version == VERSION && ns_kw == "namespaces" => {
-            (ns.to_string(), metric.to_string())
+        [version, ..] if version != VERSION => {
+            return Err(ApiError::NotFound(format!(
+                "the server could not find the requested resource (version {version:?} of {GROUP} is not served)"
+            )));
         }
+        [_, ns_kw, ns, metric] if ns_kw == "namespaces" => (ns.to_string(), metric.to_string()),
         _ => return Err(ApiError::BadRequest("invalid request path".into())),
     };
     check_namespace(&namespace)?;

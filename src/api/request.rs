@@ -71,14 +71,21 @@ fn parse_field_selector(value: &str) -> Result<Option<String>, ApiError> {
     Ok(Some(name.to_string()))
 }
 
-/// Splits a path into decoded segments.
+/// Splits a path into decoded segments. Empty segments (`a//b`) and segments that decode to
+/// something containing `/` are refused: the API server's authorization reads such paths
+/// differently, and a request must mean the same thing to both.
 pub fn segments(path: &str) -> Result<Vec<Cow<'_, str>>, ApiError> {
-    path.split('/')
-        .filter(|s| !s.is_empty())
+    path.strip_prefix('/')
+        .unwrap_or(path)
+        .split('/')
         .map(|s| {
-            percent_decode_str(s)
+            let decoded = percent_decode_str(s)
                 .decode_utf8()
-                .map_err(|_| ApiError::BadRequest(format!("path segment {s:?} is not UTF-8")))
+                .map_err(|_| ApiError::BadRequest(format!("path segment {s:?} is not UTF-8")))?;
+            if decoded.is_empty() || decoded.contains('/') {
+                return Err(ApiError::BadRequest(format!("invalid path segment {s:?}")));
+            }
+            Ok(decoded)
         })
         .collect()
 }
@@ -107,7 +114,7 @@ pub fn check_object_name(name: &str) -> Result<(), ApiError> {
 
 /// Checks a metric name as the HPA validates it (`IsValidPathSegmentName`).
 pub fn check_metric_name(metric: &str) -> Result<(), ApiError> {
-    if metric.is_empty() || metric == "." || metric == ".." || metric.contains(['/', '%']) {
+    if !crate::rules::naming::is_valid_api_metric_name(metric) {
         return Err(ApiError::BadRequest(format!(
             "invalid metric name {metric:?}: may not be empty, '.', '..', or contain '/' or '%'"
         )));
@@ -139,8 +146,9 @@ mod tests {
     fn segments_are_decoded_one_by_one() {
         let s = segments("/namespaces/default/pods/%2A/http_requests").unwrap();
         assert_eq!(s, ["namespaces", "default", "pods", "*", "http_requests"]);
-        let s = segments("/a%2Fb/c").unwrap();
-        assert_eq!(s, ["a/b", "c"]);
+        assert!(segments("/a%2Fb/c").is_err());
+        assert!(segments("/a//b").is_err());
+        assert!(segments("/a/b/").is_err());
         assert!(segments("/%FF").is_err());
     }
 

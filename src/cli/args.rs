@@ -13,6 +13,11 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     ("logtostderr", false),
     ("alsologtostderr", false),
     ("log-dir", true),
+    ("log_dir", true),
+    ("log_file", true),
+    ("log_file_max_size", true),
+    ("log_backtrace_at", true),
+    ("log-backtrace-at", true),
     ("log-file", true),
     ("log-file-max-size", true),
     ("stderrthreshold", true),
@@ -22,7 +27,6 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     ("skip-log-headers", false),
     ("client-qps", true),
     ("client-burst", true),
-    ("prometheus-auth-config", true),
     ("bind-address", true),
     ("secure-port", true),
     ("cert-dir", true),
@@ -99,6 +103,7 @@ pub fn normalize(args: impl IntoIterator<Item = String>) -> (Vec<String>, Vec<St
             && arg.len() > 2
             && !arg.as_bytes()[1].is_ascii_digit()
             && arg.as_bytes()[2] != b'='
+            && !(arg.as_bytes()[1] == b'v' && arg[2..].bytes().all(|b| b.is_ascii_digit()))
         {
             format!("-{arg}")
         } else {
@@ -166,10 +171,12 @@ mod tests {
             "a",
             "-config=x.yaml",
             "-v=4",
+            "-v4",
             "-v",
             "2",
             "-prometheus-url",
             "http://p",
+            "--log_dir=/tmp",
         ]);
         assert_eq!(
             args,
@@ -177,6 +184,7 @@ mod tests {
                 "a",
                 "--config=x.yaml",
                 "-v=4",
+                "-v4",
                 "-v",
                 "2",
                 "--prometheus-url",

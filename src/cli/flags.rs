@@ -22,6 +22,14 @@ fn go_duration(s: &str) -> Result<Duration, String> {
     parse_go_duration_positive(s).map_err(|e| e.to_string())
 }
 
+/// A Go duration that must be more than zero (a zero relist interval would relist in a loop).
+fn go_duration_nonzero(s: &str) -> Result<Duration, String> {
+    match go_duration(s)? {
+        d if d.is_zero() => Err("must be greater than zero".into()),
+        d => Ok(d),
+    }
+}
+
 /// Serves the Kubernetes custom and external metrics APIs from Prometheus.
 ///
 /// Flags keep prometheus-adapter's names and defaults; apiserver, audit and klog flags that are
@@ -63,16 +71,21 @@ pub struct ServerFlags {
     #[arg(long)]
     pub prometheus_client_tls_key_file: Option<PathBuf>,
 
+    /// kubeconfig whose credentials are used for Prometheus: not supported yet; refused at
+    /// start-up rather than silently sending unauthenticated requests.
+    #[arg(long)]
+    pub prometheus_auth_config: Option<PathBuf>,
+
     /// Use the pod's service-account token and CA for Prometheus.
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub prometheus_auth_incluster: bool,
 
     /// Timeout of one Prometheus query (ours; upstream has none).
-    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    #[arg(long, default_value = "30s", value_parser = go_duration_nonzero)]
     pub prometheus_query_timeout: Duration,
 
     /// How often series are relisted (Go duration).
-    #[arg(long, default_value = "10m", value_parser = go_duration)]
+    #[arg(long, default_value = "10m", value_parser = go_duration_nonzero)]
     pub metrics_relist_interval: Duration,
 
     /// How far back series must have samples to be discovered; defaults to the relist interval.
@@ -205,5 +218,7 @@ mod tests {
         assert_eq!(f.positional, ["/adapter"]);
         assert!(ServerFlags::try_parse_from(["a", "--metrics-relist-interval=1d"]).is_err());
         assert!(ServerFlags::try_parse_from(["a", "--prometheus-verb=PUT"]).is_err());
+        assert!(ServerFlags::try_parse_from(["a", "--metrics-relist-interval=0s"]).is_err());
+        assert!(ServerFlags::try_parse_from(["a", "--prometheus-query-timeout=0"]).is_err());
     }
 }

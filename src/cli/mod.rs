@@ -245,6 +245,13 @@ async fn server_main(args: Vec<String>) -> anyhow::Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
+    if let Some(path) = &flags.prometheus_auth_config {
+        bail!(
+            "--prometheus-auth-config={} is not supported yet; use --prometheus-token-file, \
+             --prometheus-ca-file and --prometheus-client-tls-cert-file/-key-file instead",
+            path.display()
+        );
+    }
     let Some(config_path) = &flags.config else {
         bail!("no metrics discovery configuration file specified (make sure to use --config)");
     };

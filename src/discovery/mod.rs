@@ -28,11 +28,20 @@ pub struct DiscoverySettings {
     pub max_age: Duration,
 }
 
+/// A `seriesQuery` that failed.
+#[derive(Debug)]
+pub struct QueryFailure {
+    /// The `seriesQuery`.
+    pub query: String,
+    /// The error.
+    pub error: PrometheusError,
+}
+
 /// The outcome of one relist.
 #[derive(Debug, Default)]
 pub struct RelistReport {
-    /// `seriesQuery` strings that failed, with their errors (their previous answers were kept).
-    pub failures: Vec<(String, String)>,
+    /// Queries that failed; their previous answers were kept.
+    pub failures: Vec<QueryFailure>,
     /// Distinct series queries sent.
     pub queries: usize,
     /// Wall time of the relist.
@@ -76,45 +85,68 @@ impl Discoverer {
         }
     }
 
-    /// Lists series for every distinct `seriesQuery` once, rebuilds the registry and publishes
-    /// it. Failed queries keep their previous answers and are reported.
-    pub async fn relist(&mut self) -> RelistReport {
-        let started = std::time::Instant::now();
-        let config = self.config.load_full();
+    /// The distinct non-empty `seriesQuery` strings of the current config.
+    fn current_queries(&self) -> Vec<String> {
+        let config = self.config.load();
         let mut queries: Vec<String> = config.all_rules().map(|r| r.series_query.clone()).collect();
         queries.sort();
         queries.dedup();
         queries.retain(|q| !q.trim().is_empty());
+        queries
+    }
 
+    /// Fetches `queries` concurrently, keeping each success; returns the failures.
+    async fn fetch(&mut self, queries: &[String]) -> Vec<QueryFailure> {
         let end = unix_now();
         let start = end - self.settings.max_age.as_secs_f64();
         let fetches = queries.iter().map(|q| {
             let client = self.client.clone();
             async move { (q.clone(), client.series(q, start, end).await) }
         });
-        let results: Vec<(String, Result<SeriesSet, PrometheusError>)> =
-            futures_util::future::join_all(fetches).await;
-
-        let mut report = RelistReport {
-            queries: queries.len(),
-            ..Default::default()
-        };
-        for (query, result) in results {
+        let mut failures = Vec::new();
+        for (query, result) in futures_util::future::join_all(fetches).await {
             match result {
                 Ok(set) => {
                     tracing::debug!(series_query = %query, series = set.raw_count, distinct = set.series.len(), "listed series");
                     self.answers.insert(query, Arc::new(set));
                 }
-                Err(e) => {
-                    tracing::warn!(series_query = %query, error = %e, "unable to list series; keeping the previous answer");
-                    report.failures.push((query, e.to_string()));
+                Err(error) => {
+                    tracing::warn!(series_query = %query, %error, "unable to list series; keeping the previous answer");
+                    failures.push(QueryFailure { query, error });
                 }
             }
         }
+        failures
+    }
+
+    /// Rebuilds the registry from the answers at hand and publishes it.
+    fn publish(&mut self) -> Arc<Registry> {
+        let config = self.config.load_full();
+        let queries = self.current_queries();
         self.answers.retain(|q, _| queries.contains(q));
         let mapper = self.mapper.load_full();
-        let registry = Registry::build(&config, &mapper, &self.answers, SystemTime::now());
-        report.duration = started.elapsed();
+        let registry = Arc::new(Registry::build(
+            &config,
+            &mapper,
+            &self.answers,
+            SystemTime::now(),
+        ));
+        self.registry.store(registry.clone());
+        registry
+    }
+
+    /// Lists series for every distinct `seriesQuery` once, rebuilds the registry and publishes
+    /// it. Failed queries keep their previous answers and are reported.
+    pub async fn relist(&mut self) -> RelistReport {
+        let started = std::time::Instant::now();
+        let queries = self.current_queries();
+        let failures = self.fetch(&queries).await;
+        let registry = self.publish();
+        let report = RelistReport {
+            queries: queries.len(),
+            failures,
+            duration: started.elapsed(),
+        };
         tracing::info!(
             custom_metrics = registry.custom_keys().len(),
             external_metrics = registry.external_names().len(),
@@ -122,27 +154,37 @@ impl Discoverer {
             duration_ms = report.duration.as_millis() as u64,
             "relisted series"
         );
-        self.registry.store(Arc::new(registry));
         report
     }
 
-    /// Relists forever: every `relist_interval` after the previous relist ends, or sooner with
-    /// exponential backoff (1 s doubling, capped at the interval) while some query fails.
-    /// `first_done` is set to true after the first attempt, success or not.
+    /// Relists forever, `relist_interval` after each full relist starts. In between, queries
+    /// that failed transiently are retried alone with exponential backoff (1 s doubling), and
+    /// the registry is republished after each retry. `first_done` turns true after the first
+    /// attempt, success or not.
     pub async fn run(mut self, first_done: watch::Sender<bool>) {
-        let mut backoff = Duration::from_secs(1);
+        let interval = self.settings.relist_interval;
         loop {
+            let started = std::time::Instant::now();
             let report = self.relist().await;
             first_done.send_replace(true);
-            let wait = if report.failures.is_empty() {
-                backoff = Duration::from_secs(1);
-                self.settings.relist_interval
-            } else {
-                let w = backoff.min(self.settings.relist_interval);
-                backoff = (backoff * 2).min(self.settings.relist_interval);
-                w
-            };
-            tokio::time::sleep(wait).await;
+            let mut pending: Vec<String> = transient(report.failures);
+            let mut backoff = Duration::from_secs(1);
+            while !pending.is_empty() && started.elapsed() + backoff < interval {
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+                let failures = self.fetch(&pending).await;
+                self.publish();
+                pending = transient(failures);
+            }
+            tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
         }
     }
+}
+
+fn transient(failures: Vec<QueryFailure>) -> Vec<String> {
+    failures
+        .into_iter()
+        .filter(|f| f.error.is_transient())
+        .map(|f| f.query)
+        .collect()
 }

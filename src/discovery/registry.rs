@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::query::prometheus::SeriesSet;
+use crate::rules::naming::{is_valid_api_metric_name, is_valid_series_name};
 use crate::rules::resources::LabelResource;
 use crate::rules::{CompiledConfig, CompiledRule, GroupResource, RestMapper};
 
@@ -51,6 +52,9 @@ pub struct DropCounts {
     pub empty_name: usize,
     /// Had no label mapped to a resource (custom rules).
     pub no_resource: usize,
+    /// Had a series name that cannot be written into PromQL, or produced an API name that
+    /// cannot be a URL path segment.
+    pub invalid_name: usize,
 }
 
 /// Per-rule discovery outcome, for logs, `/metrics` and `check`.
@@ -62,6 +66,33 @@ pub struct RuleStats {
     pub dropped: DropCounts,
     /// Distinct API metrics the rule produced.
     pub metrics: usize,
+}
+
+/// The API names a series gets under a rule: the expansion of `as`, and for rules whose `as`
+/// has dangling references also the intended name, so that asking for it answers with the
+/// rule's problem (a 500) instead of a bare 404. Invalid series names are counted and skipped.
+fn names_for(rule: &CompiledRule, series: &str, stats: &mut RuleStats) -> Vec<String> {
+    if !rule.namer.keeps(series) {
+        stats.dropped.filtered += 1;
+        return Vec::new();
+    }
+    if !is_valid_series_name(series) {
+        stats.dropped.invalid_name += 1;
+        return Vec::new();
+    }
+    let mut names: Vec<String> = rule.namer.metric_name(series).into_iter().collect();
+    names.extend(rule.namer.intended_metric_name(series));
+    names.retain(|n| !n.is_empty());
+    names.dedup();
+    if names.is_empty() {
+        stats.dropped.empty_name += 1;
+    }
+    let before = names.len();
+    names.retain(|n| is_valid_api_metric_name(n));
+    if names.len() < before && names.is_empty() {
+        stats.dropped.invalid_name += 1;
+    }
+    names
 }
 
 /// One immutable view of every served metric.
@@ -110,15 +141,10 @@ impl Registry {
             if let Some(set) = series.get(&rule.series_query) {
                 stats.series = set.series.len();
                 for s in &set.series {
-                    if !rule.namer.keeps(&s.name) {
-                        stats.dropped.filtered += 1;
+                    let metrics = names_for(rule, &s.name, &mut stats);
+                    if metrics.is_empty() {
                         continue;
                     }
-                    let Some(metric) = rule.namer.metric_name(&s.name).filter(|m| !m.is_empty())
-                    else {
-                        stats.dropped.empty_name += 1;
-                        continue;
-                    };
                     let mut resources = Vec::new();
                     let mut namespaced = false;
                     for label in s.labels.iter() {
@@ -149,20 +175,22 @@ impl Registry {
                             .entry(gr.clone())
                             .or_insert_with(|| rule.resources.label_for_resource(&gr, mapper))
                             .clone();
-                        let key = CustomMetricKey {
-                            namespaced: namespaced && !cluster_scoped.contains(&gr),
-                            resource: gr,
-                            metric: metric.clone(),
-                        };
-                        produced.insert(key.clone());
-                        reg.custom.insert(
-                            key,
-                            CustomMetric {
-                                series_name: s.name.clone(),
-                                rule: rule.clone(),
-                                resource_label: label,
-                            },
-                        );
+                        for metric in &metrics {
+                            let key = CustomMetricKey {
+                                namespaced: namespaced && !cluster_scoped.contains(&gr),
+                                resource: gr.clone(),
+                                metric: metric.clone(),
+                            };
+                            produced.insert(key.clone());
+                            reg.custom.insert(
+                                key,
+                                CustomMetric {
+                                    series_name: s.name.clone(),
+                                    rule: rule.clone(),
+                                    resource_label: label.clone(),
+                                },
+                            );
+                        }
                     }
                 }
             }
@@ -175,23 +203,16 @@ impl Registry {
             if let Some(set) = series.get(&rule.series_query) {
                 stats.series = set.series.len();
                 for s in &set.series {
-                    if !rule.namer.keeps(&s.name) {
-                        stats.dropped.filtered += 1;
-                        continue;
+                    for metric in names_for(rule, &s.name, &mut stats) {
+                        produced.insert(metric.clone());
+                        reg.external.insert(
+                            metric,
+                            ExternalMetric {
+                                series_name: s.name.clone(),
+                                rule: rule.clone(),
+                            },
+                        );
                     }
-                    let Some(metric) = rule.namer.metric_name(&s.name).filter(|m| !m.is_empty())
-                    else {
-                        stats.dropped.empty_name += 1;
-                        continue;
-                    };
-                    produced.insert(metric.clone());
-                    reg.external.insert(
-                        metric,
-                        ExternalMetric {
-                            series_name: s.name.clone(),
-                            rule: rule.clone(),
-                        },
-                    );
                 }
             }
             stats.metrics = produced.len();
@@ -291,6 +312,8 @@ rules:
                     &["instance", "namespace", "pod"],
                 ),
                 ("flask_http_request_seconds", &["namespace", "pod"]),
+                ("x) or vector(1) or y_total", &["namespace", "pod"]),
+                ("http.server.requests_total", &["namespace", "pod"]),
             ]),
         );
         let reg = Registry::build(&compiled, &mapper, &answers, SystemTime::now());
@@ -307,6 +330,7 @@ rules:
         assert_eq!(&*m.series_name, "flask_http_request_total");
         assert_eq!(m.resource_label.as_deref(), Ok("pod"));
         assert_eq!(reg.custom_stats[0].dropped.filtered, 1);
+        assert_eq!(reg.custom_stats[0].dropped.invalid_name, 2);
     }
 
     #[test]

@@ -3,13 +3,16 @@
 //! Kept apart from the pure rule logic: this module turns API server answers into a
 //! [`RestMapper`] and object names, and nothing else in the crate talks to the API server.
 
+pub mod cache;
+
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use kube::api::{Api, ListParams};
+use kube::core::DynamicObject;
 use kube::core::discovery::v2::APIGroupDiscoveryList;
-use kube::core::{ApiResource, DynamicObject};
 
 use crate::rules::selector::Selector;
 use crate::rules::{ResourceInfo, RestMapper};
@@ -225,10 +228,12 @@ pub async fn refresh_mapper(
     }
 }
 
-/// Lists object names from the API server (metadata only).
+/// Lists object names: from a watch-backed cache once it has synced, else with a metadata-only
+/// LIST.
 #[derive(Clone)]
 pub struct KubeObjectLister {
     client: kube::Client,
+    cache: Arc<cache::ObjectCache>,
 }
 
 impl std::fmt::Debug for KubeObjectLister {
@@ -240,7 +245,10 @@ impl std::fmt::Debug for KubeObjectLister {
 impl KubeObjectLister {
     /// A lister using `client`.
     pub fn new(client: kube::Client) -> Self {
-        KubeObjectLister { client }
+        KubeObjectLister {
+            cache: Arc::new(cache::ObjectCache::new(client.clone())),
+            client,
+        }
     }
 
     /// Names of the `resource` objects in `namespace` (all namespaces for cluster-scoped
@@ -251,23 +259,16 @@ impl KubeObjectLister {
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<String>, K8sError> {
-        let api_version = if resource.group.is_empty() {
-            resource.version.clone()
-        } else {
-            format!("{}/{}", resource.group, resource.version)
-        };
-        let ar = ApiResource {
-            group: resource.group.clone(),
-            version: resource.version.clone(),
-            api_version,
-            kind: resource.kind.clone(),
-            plural: resource.plural.clone(),
-        };
+        if let Some(names) = self.cache.names(resource, namespace, selector) {
+            return Ok(names);
+        }
+        let ar = cache::api_resource(resource);
         let api: Api<DynamicObject> = match namespace {
             Some(ns) if resource.namespaced => Api::namespaced_with(self.client.clone(), ns, &ar),
             _ => Api::all_with(self.client.clone(), &ar),
         };
-        let mut params = ListParams::default();
+        // resourceVersion=0: served from the API server's watch cache, not a quorum read.
+        let mut params = ListParams::default().match_any();
         if !selector.is_empty() {
             params = params.labels(&selector.to_string());
         }

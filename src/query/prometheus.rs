@@ -119,6 +119,27 @@ pub enum PrometheusError {
     },
 }
 
+impl PrometheusError {
+    /// Whether trying again soon may succeed: outages, timeouts and 5xx/429 answers are
+    /// transient; a query Prometheus rejects (`bad_data`, 4xx) stays wrong until the config
+    /// changes.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            PrometheusError::Transport { .. }
+            | PrometheusError::Timeout { .. }
+            | PrometheusError::Decode { .. } => true,
+            PrometheusError::Settings(_) => false,
+            PrometheusError::Api { error_type, .. } => {
+                matches!(
+                    error_type.as_str(),
+                    "timeout" | "canceled" | "unavailable" | "internal"
+                ) || error_type.starts_with("HTTP 5")
+                    || error_type == "HTTP 429"
+            }
+        }
+    }
+}
+
 /// One series as discovery needs it: its name and the names of its other labels.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct SeriesInfo {
@@ -183,23 +204,36 @@ impl TokenSource {
     /// Projected service-account tokens rotate; re-reading once a minute follows them without a
     /// file read per request.
     fn token(&self) -> Result<String, PrometheusError> {
-        let mut cached = self.cached.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((at, token)) = cached.as_ref()
+        let previous = self
+            .cached
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((at, token)) = &previous
             && at.elapsed() < Duration::from_secs(60)
         {
             return Ok(token.clone());
         }
-        let token = std::fs::read_to_string(&self.path)
-            .map_err(|e| {
-                PrometheusError::Settings(format!(
+        // The file is read without holding the lock; concurrent readers may both read it.
+        match std::fs::read_to_string(&self.path) {
+            Ok(text) => {
+                let token = text.trim().to_string();
+                *self.cached.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some((Instant::now(), token.clone()));
+                Ok(token)
+            }
+            Err(e) => match previous {
+                // A token file mid-rotation can be briefly missing: keep using the old token.
+                Some((_, token)) => {
+                    tracing::warn!(path = %self.path.display(), error = %e, "unable to re-read the token file; using the previous token");
+                    Ok(token)
+                }
+                None => Err(PrometheusError::Settings(format!(
                     "unable to read token file {}: {e}",
                     self.path.display()
-                ))
-            })?
-            .trim()
-            .to_string();
-        *cached = Some((Instant::now(), token.clone()));
-        Ok(token)
+                ))),
+            },
+        }
     }
 }
 
@@ -207,7 +241,10 @@ impl TokenSource {
 #[derive(Clone, Debug)]
 pub struct PrometheusClient {
     http: reqwest::Client,
-    base: Arc<str>,
+    /// The base URL, credentials and query string included.
+    base: Arc<url::Url>,
+    /// The base URL without credentials, for messages.
+    display_base: Arc<str>,
     verb: Verb,
     token: Option<Arc<TokenSource>>,
     query_timeout: Duration,
@@ -301,9 +338,14 @@ impl PrometheusClient {
         if let Some(t) = &token {
             t.token()?;
         }
+        let mut display = url.clone();
+        let _ = display.set_username("");
+        let _ = display.set_password(None);
+        display.set_query(None);
         Ok(PrometheusClient {
             http,
-            base: settings.url.trim_end_matches('/').into(),
+            display_base: display.as_str().trim_end_matches('/').into(),
+            base: Arc::new(url),
             verb: settings.verb,
             token,
             query_timeout: settings.query_timeout,
@@ -311,9 +353,9 @@ impl PrometheusClient {
         })
     }
 
-    /// The base URL.
+    /// The base URL, without credentials.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.display_base
     }
 
     async fn send(
@@ -322,10 +364,15 @@ impl PrometheusClient {
         params: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<(String, reqwest::Response), PrometheusError> {
-        let url = format!("{}{endpoint}", self.base);
+        // The endpoint goes after the base path (Thanos and Mimir prefixes); a query string on
+        // the base URL is kept and the request's parameters are added to it.
+        let mut target = (*self.base).clone();
+        let path = format!("{}{endpoint}", target.path().trim_end_matches('/'));
+        target.set_path(&path);
+        let url = format!("{}{endpoint}", self.display_base);
         let req = match self.verb {
-            Verb::Get => self.http.get(&url).query(params),
-            Verb::Post => self.http.post(&url).form(params),
+            Verb::Get => self.http.get(target).query(params),
+            Verb::Post => self.http.post(target).form(params),
         };
         let mut req = req.timeout(timeout);
         if let Some(token) = &self.token {
@@ -793,6 +840,65 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("not a number"), "{err}");
+    }
+
+    /// Answers one HTTP request with a vector and returns the request head it received.
+    async fn one_shot_server() -> (String, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let h = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).await.unwrap();
+            let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+            let resp = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(resp.as_bytes()).await.unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        });
+        (format!("{addr}"), h)
+    }
+
+    #[tokio::test]
+    async fn path_prefixes_query_strings_headers_and_credentials_are_honoured() {
+        let (addr, server) = one_shot_server().await;
+        let client = PrometheusClient::new(&PrometheusSettings {
+            url: format!("http://user:secret@{addr}/prometheus/?tenant=a"),
+            headers: vec![("X-Scope-OrgID".into(), "team-1".into())],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(client.base_url(), format!("http://{addr}/prometheus"));
+        client.query("up", 1.0).await.unwrap();
+        let head = server.await.unwrap();
+        let first = head.lines().next().unwrap();
+        assert!(
+            first.starts_with("GET /prometheus/api/v1/query?tenant=a&query=up&time=1.000"),
+            "{first}"
+        );
+        let lower = head.to_lowercase();
+        assert!(lower.contains("x-scope-orgid: team-1"), "{head}");
+        assert!(lower.contains("authorization: basic"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn errors_never_show_url_credentials() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = PrometheusClient::new(&PrometheusSettings {
+            url: format!("http://user:secret@127.0.0.1:{port}"),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = client.query("up", 1.0).await.unwrap_err().to_string();
+        assert!(!err.contains("secret") && !err.contains("user@"), "{err}");
+        assert!(err.contains("/api/v1/query"), "{err}");
     }
 
     #[test]

@@ -312,7 +312,9 @@ fn compile_resource_rules(
     };
     let cpu = one("cpu", &rr.cpu);
     let memory = one("memory", &rr.memory);
+    // An absent `window` is a zero duration for upstream (pmodel.Duration's zero value).
     let window = match parse_prometheus_duration(rr.window.as_str()) {
+        _ if rr.window.line == 0 && rr.window.is_empty() => Some(Duration::ZERO),
         Ok(w) => Some(w),
         Err(e) => {
             errors.push(

@@ -123,6 +123,54 @@ impl MetricNamer {
         Some(out)
     }
 
+    /// The name the rule's author most likely meant when `as` has dangling references:
+    /// `$1_per_second` read as `${1}_per_second` (the longest prefix that names a group).
+    /// `None` when `as` has no dangling reference.
+    pub fn intended_metric_name(&self, series_name: &str) -> Option<String> {
+        if self.dangling_references().is_empty() {
+            return None;
+        }
+        let names: Vec<&str> = self.matches.capture_names().flatten().collect();
+        let groups = self.matches.captures_len();
+        let is_group = |r: &str| match r.parse::<usize>() {
+            Ok(i) => i < groups,
+            Err(_) => names.contains(&r),
+        };
+        let mut repaired = String::new();
+        let t = self.as_template.as_str();
+        let mut i = 0;
+        while let Some(off) = t[i..].find('$') {
+            repaired.push_str(&t[i..i + off]);
+            i += off + 1;
+            let rest = &t[i..];
+            let word_len = rest
+                .bytes()
+                .take_while(|b| b.is_ascii_alphanumeric() || *b == b'_')
+                .count();
+            let word = &rest[..word_len];
+            if word.is_empty() || is_group(word) {
+                repaired.push('$');
+                continue;
+            }
+            let prefix = (1..word.len())
+                .rev()
+                .map(|n| &word[..n])
+                .find(|p| is_group(p));
+            match prefix {
+                Some(p) => {
+                    repaired.push_str(&format!("${{{p}}}{}", &word[p.len()..]));
+                    i += word_len;
+                }
+                None => repaired.push('$'),
+            }
+        }
+        repaired.push_str(&t[i..]);
+        let caps = self.matches.captures(series_name)?;
+        let mut out = String::new();
+        caps.expand(&repaired, &mut out);
+        Some(out)
+    }
+
     /// The effective `as` template (after upstream's defaults).
     pub fn as_template(&self) -> &str {
         &self.as_template
@@ -141,6 +189,21 @@ impl MetricNamer {
             })
             .collect()
     }
+}
+
+/// Whether a series name can be written into PromQL as a bare metric name
+/// (`[a-zA-Z_:][a-zA-Z0-9_:]*`). Prometheus 3 accepts any UTF-8 name, but such a name would be
+/// pasted unquoted into `<<.Series>>`, where it could rewrite the query; discovery skips it.
+pub fn is_valid_series_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
+}
+
+/// Whether an API metric name is usable in a URL path segment, as the HPA validates it
+/// (`IsValidPathSegmentName`: not empty, `.` or `..`, no `/` or `%`).
+pub fn is_valid_api_metric_name(name: &str) -> bool {
+    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '%'])
 }
 
 /// The group references in a Go `Expand` template, in order.
@@ -211,6 +274,28 @@ mod tests {
         let n = namer("^(.*)_total$", "$1_per_second", &[]).unwrap();
         assert_eq!(n.metric_name("x_total").unwrap(), "");
         assert_eq!(n.dangling_references(), vec!["1_per_second".to_string()]);
+    }
+
+    #[test]
+    fn the_intended_name_of_a_dangling_reference_is_recovered() {
+        let n = namer("^(.*)_total$", "$1_per_second", &[]).unwrap();
+        assert_eq!(n.intended_metric_name("x_total").unwrap(), "x_per_second");
+        let n = namer("^(?P<base>.*)_total$", "$base_rate", &[]).unwrap();
+        assert_eq!(n.intended_metric_name("x_total").unwrap(), "x_rate");
+        let ok = namer("^(.*)_total$", "${1}_per_second", &[]).unwrap();
+        assert_eq!(ok.intended_metric_name("x_total"), None);
+    }
+
+    #[test]
+    fn only_plain_metric_names_are_valid_series_names() {
+        assert!(is_valid_series_name("http_requests_total"));
+        assert!(is_valid_series_name("job:rate5m"));
+        assert!(!is_valid_series_name("http.server.duration"));
+        assert!(!is_valid_series_name(r#"x) or vector(1"#));
+        assert!(!is_valid_series_name("1x"));
+        assert!(!is_valid_series_name(""));
+        assert!(is_valid_api_metric_name("a:b"));
+        assert!(!is_valid_api_metric_name("a/b"));
     }
 
     #[test]

@@ -30,14 +30,41 @@ pub const PODS: &[Pod] = &[
 ];
 
 /// Knobs and counters of the fake.
-#[derive(Default)]
 pub struct FakeState {
     /// Answer aggregated discovery requests with 406, as servers before 1.26 do.
     pub no_aggregated: AtomicBool,
-    /// Pod LIST requests seen.
+    /// Namespaced pod LIST requests seen (the per-request fallback).
     pub pod_lists: AtomicUsize,
-    /// Label selectors seen on pod LISTs.
+    /// Cluster-wide pod LIST requests seen (a watch's initial list).
+    pub cluster_pod_lists: AtomicUsize,
+    /// Pod WATCH requests seen.
+    pub pod_watches: AtomicUsize,
+    /// Label selectors seen on namespaced pod LISTs.
     pub selectors: std::sync::Mutex<Vec<String>>,
+    /// Watch events to send, one JSON line each.
+    pub events: tokio::sync::broadcast::Sender<String>,
+}
+
+impl Default for FakeState {
+    fn default() -> Self {
+        FakeState {
+            no_aggregated: AtomicBool::new(false),
+            pod_lists: AtomicUsize::new(0),
+            cluster_pod_lists: AtomicUsize::new(0),
+            pod_watches: AtomicUsize::new(0),
+            selectors: Default::default(),
+            events: tokio::sync::broadcast::channel(16).0,
+        }
+    }
+}
+
+/// The metadata of a fake pod, as the API server writes it.
+pub fn pod_metadata(ns: &str, name: &str, labels: &[(&str, &str)]) -> Value {
+    let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
+    json!({"name": name, "namespace": ns, "uid": format!("uid-{name}"),
+        "resourceVersion": "100", "creationTimestamp": "2026-11-01T00:00:00Z", "labels": labels,
+        "annotations": {"kubectl.kubernetes.io/restartedAt": "2026-11-01T00:00:00Z"},
+        "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1"}]})
 }
 
 /// A running fake API server.
@@ -165,15 +192,59 @@ async fn unavailable_group() -> Response {
         .into_response()
 }
 
+async fn list_namespaced_pods(
+    st: State<Arc<FakeState>>,
+    Path(ns): Path<String>,
+    q: Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list_pods(st, Some(ns), q, headers).await
+}
+
+async fn list_all_pods(
+    st: State<Arc<FakeState>>,
+    q: Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    list_pods(st, None, q, headers).await
+}
+
+/// A watch stays open and sends whatever the test pushes into `events`.
+fn watch_pods(st: &FakeState) -> Response {
+    st.pod_watches.fetch_add(1, Ordering::SeqCst);
+    let rx = st.events.subscribe();
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        loop {
+            match rx.recv().await {
+                Ok(line) => return Some((Ok::<_, std::io::Error>(format!("{line}\n")), rx)),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
 async fn list_pods(
     State(st): State<Arc<FakeState>>,
-    Path(ns): Path<String>,
+    ns: Option<String>,
     Query(q): Query<BTreeMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
-    st.pod_lists.fetch_add(1, Ordering::SeqCst);
+    if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        return watch_pods(&st);
+    }
     let raw = q.get("labelSelector").cloned().unwrap_or_default();
-    st.selectors.lock().unwrap().push(raw.clone());
+    if ns.is_some() {
+        st.pod_lists.fetch_add(1, Ordering::SeqCst);
+        st.selectors.lock().unwrap().push(raw.clone());
+    } else {
+        st.cluster_pod_lists.fetch_add(1, Ordering::SeqCst);
+    }
     let Ok(selector) = Selector::parse(&raw) else {
         return (StatusCode::BAD_REQUEST, "bad selector").into_response();
     };
@@ -183,17 +254,14 @@ async fn list_pods(
         .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
     let items: Vec<Value> = PODS
         .iter()
-        .filter(|(pns, _, _)| *pns == ns)
+        .filter(|(pns, _, _)| ns.as_deref().is_none_or(|ns| ns == *pns))
         .filter(|(_, _, labels)| {
             let map: BTreeMap<String, String> =
                 labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             selector.matches(&map)
         })
         .map(|(pns, name, labels)| {
-            let labels: BTreeMap<&str, &str> = labels.iter().copied().collect();
-            let meta = json!({"name": name, "namespace": pns, "uid": format!("uid-{name}"),
-                "resourceVersion": "100", "creationTimestamp": "2026-11-01T00:00:00Z", "labels": labels,
-                "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1"}]});
+            let meta = pod_metadata(pns, name, labels);
             if metadata_only {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
             } else {
@@ -227,7 +295,8 @@ impl FakeKube {
                 "/apis/custom.metrics.k8s.io/v1beta2",
                 get(unavailable_group),
             )
-            .route("/api/v1/namespaces/{ns}/pods", get(list_pods))
+            .route("/api/v1/namespaces/{ns}/pods", get(list_namespaced_pods))
+            .route("/api/v1/pods", get(list_all_pods))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -246,6 +315,13 @@ impl FakeKube {
             state,
             kubeconfig,
         }
+    }
+
+    /// Sends a watch event about a pod to every open pod watch.
+    pub fn pod_event(&self, kind: &str, ns: &str, name: &str, labels: &[(&str, &str)]) {
+        let line = json!({"type": kind, "object": {"kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1", "metadata": pod_metadata(ns, name, labels)}});
+        let _ = self.state.events.send(line.to_string());
     }
 
     /// `--lister-kubeconfig=…` for the adapter.

@@ -1,0 +1,148 @@
+//! Watch-backed, metadata-only caches of the objects `*` requests list.
+//!
+//! The Go adapter LISTs the matching objects from the API server on every `*` request; measured
+//! here that costs it ~18 ms of CPU per request and caps it near 5 requests per second behind
+//! its client rate limit (DECISIONS §6). Instead, one metadata watch per resource kind is started
+//! on first use; requests then filter the cached labels in memory. Until a watch has delivered
+//! its initial list, callers fall back to a LIST.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use futures_util::StreamExt;
+use kube::api::Api;
+use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+
+use crate::rules::selector::Selector;
+use crate::rules::{GroupResource, ResourceInfo};
+
+type Meta = PartialObjectMeta<DynamicObject>;
+
+struct ResourceCache {
+    store: Store<Meta>,
+    synced: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for ResourceCache {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Per-resource metadata caches, started on first use.
+pub struct ObjectCache {
+    client: kube::Client,
+    caches: Mutex<HashMap<GroupResource, Arc<ResourceCache>>>,
+}
+
+impl std::fmt::Debug for ObjectCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectCache").finish_non_exhaustive()
+    }
+}
+
+/// The API resource descriptor kube needs for a dynamic type.
+pub fn api_resource(info: &ResourceInfo) -> ApiResource {
+    let api_version = if info.group.is_empty() {
+        info.version.clone()
+    } else {
+        format!("{}/{}", info.group, info.version)
+    };
+    ApiResource {
+        group: info.group.clone(),
+        version: info.version.clone(),
+        api_version,
+        kind: info.kind.clone(),
+        plural: info.plural.clone(),
+    }
+}
+
+impl ObjectCache {
+    /// Caches that watch through `client`.
+    pub fn new(client: kube::Client) -> Self {
+        ObjectCache {
+            client,
+            caches: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cache_for(&self, info: &ResourceInfo) -> Arc<ResourceCache> {
+        let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        caches
+            .entry(info.group_resource())
+            .or_insert_with(|| Arc::new(self.start(info)))
+            .clone()
+    }
+
+    fn start(&self, info: &ResourceInfo) -> ResourceCache {
+        let ar = api_resource(info);
+        let api: Api<Meta> = Api::all_with(self.client.clone(), &ar);
+        let writer = reflector::store::Writer::new(ar);
+        let store = writer.as_reader();
+        let synced = Arc::new(AtomicBool::new(false));
+        let flag = synced.clone();
+        let resource = info.group_resource().to_string();
+        let stream = watcher::watcher(api, watcher::Config::default())
+            .modify(|m: &mut Meta| {
+                // Only names, namespaces and labels are needed; the rest is memory.
+                m.metadata.managed_fields = None;
+                m.metadata.annotations = None;
+            })
+            .default_backoff();
+        let task = tokio::spawn(async move {
+            let mut events = std::pin::pin!(reflector::reflector(writer, stream));
+            while let Some(event) = events.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        if !flag.swap(true, Ordering::AcqRel) {
+                            tracing::info!(%resource, "object cache synced");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(%resource, error = %e, "object watch failed; retrying")
+                    }
+                }
+            }
+        });
+        tracing::debug!(resource = %info.group_resource(), "started an object cache");
+        ResourceCache {
+            store,
+            synced,
+            task,
+        }
+    }
+
+    /// The sorted names of matching objects, or `None` while the cache has not synced (the
+    /// caller then LISTs). Starts the cache on first use.
+    pub fn names(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Option<Vec<String>> {
+        let cache = self.cache_for(info);
+        if !cache.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let empty = Default::default();
+        let mut names: Vec<String> = cache
+            .store
+            .state()
+            .iter()
+            .filter(|o| match namespace {
+                Some(ns) if info.namespaced => o.metadata.namespace.as_deref() == Some(ns),
+                _ => true,
+            })
+            .filter(|o| selector.matches(o.metadata.labels.as_ref().unwrap_or(&empty)))
+            .filter_map(|o| o.metadata.name.clone())
+            .filter(|n| crate::rules::selector::is_dns1123_subdomain(n))
+            .collect();
+        names.sort();
+        Some(names)
+    }
+}
