@@ -163,3 +163,31 @@ fn a_query_that_is_not_promql_is_a_warning() {
         w[0]
     );
 }
+
+#[test]
+fn the_shipped_configs_load_without_problems_or_warnings() {
+    let dir = format!("{}/config", env!("CARGO_MANIFEST_DIR"));
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let cfg = config::load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            let compiled = compile(&cfg, &RestMapper::standalone())
+                .unwrap_or_else(|e| panic!("{}: {e:?}", path.display()));
+            assert!(
+                compiled.problems().is_empty(),
+                "{}: {:?}",
+                path.display(),
+                compiled.problems()
+            );
+            assert!(
+                compiled.warnings().is_empty(),
+                "{}: {:?}",
+                path.display(),
+                compiled.warnings()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 2, "no configs found in {dir}");
+}
