@@ -106,6 +106,19 @@ pub async fn get_external_metric(
             )));
         }
     };
+    let items = if items.is_empty() && rule.empty_as_zero {
+        // `emptyResult: zero`: no samples means nothing to do. The item carries the selector's
+        // equality labels, so it reads like the series it stands for.
+        vec![ExternalMetricValue {
+            metric_name: metric.clone(),
+            metric_labels: Some(params.label_selector.equality_labels()),
+            timestamp: format_timestamp(unix_now()),
+            window: None,
+            value: "0".into(),
+        }]
+    } else {
+        items
+    };
     Ok(Json(List {
         kind: "ExternalMetricValueList",
         api_version: format!("{GROUP}/{VERSION}"),

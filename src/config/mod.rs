@@ -9,7 +9,7 @@ pub mod schema;
 use std::path::Path;
 
 pub use schema::{
-    DiscoveryRule, GroupResource, MetricsDiscoveryConfig, NameMapping, RegexFilter,
+    DiscoveryRule, EmptyResult, GroupResource, MetricsDiscoveryConfig, NameMapping, RegexFilter,
     ResourceMapping, ResourceRule, ResourceRules, Text,
 };
 

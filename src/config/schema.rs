@@ -99,6 +99,22 @@ pub struct DiscoveryRule {
     /// Go template (`<<` `>>` delimiters) rendered into the PromQL sent per request.
     #[serde(default)]
     pub metrics_query: Text,
+    /// Our extension, external rules only: what a query with no samples answers. Absent means
+    /// upstream's behaviour (an empty list, which the HPA treats as an error).
+    #[serde(default)]
+    pub empty_result: Option<serde_saphyr::Spanned<EmptyResult>>,
+}
+
+/// What an external metric with no samples answers (`emptyResult`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyResult {
+    /// `items: []`, as prometheus-adapter answers.
+    #[default]
+    Empty,
+    /// One item with value `0`: for series that vanish when there is nothing to do (consumer
+    /// lag of a group that caught up), so the HPA sees zero instead of an error.
+    Zero,
 }
 
 /// A `seriesFilters` entry: exactly one of `is` and `isNot`.

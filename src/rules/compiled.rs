@@ -62,6 +62,8 @@ pub struct CompiledRule {
     pub problems: Vec<RuleError>,
     /// Doubts that do not stop the rule from working (for example PromQL the parser rejects).
     pub warnings: Vec<RuleError>,
+    /// External rules: answer one explicit `0` instead of an empty list (`emptyResult: zero`).
+    pub empty_as_zero: bool,
 }
 
 impl CompiledRule {
@@ -165,6 +167,21 @@ fn compile_rule(
     mapper: &RestMapper,
 ) -> Result<CompiledRule, RuleError> {
     let namer = MetricNamer::compile(&rule.series_filters, &rule.name)?;
+    let empty_as_zero = match &rule.empty_result {
+        Some(spanned) if kind == RuleKind::Custom => {
+            return Err(RuleError {
+                section: String::new(),
+                index: 0,
+                field: "emptyResult".into(),
+                line: spanned.referenced.line(),
+                message: "emptyResult applies to externalRules only (a custom metric without a \
+                          sample answers 404 or is left out of the list, as upstream)"
+                    .into(),
+            });
+        }
+        Some(spanned) => spanned.value == crate::config::EmptyResult::Zero,
+        None => false,
+    };
     let resources = ResourceConverter::compile(&rule.resources)?;
     let metrics_query = compile_template("metricsQuery", &rule.metrics_query)?;
     if let Some((label, gr)) = resources.unknown_overrides(mapper).into_iter().next() {
@@ -237,6 +254,7 @@ fn compile_rule(
         namespace_label,
         problems,
         warnings,
+        empty_as_zero,
     })
 }
 

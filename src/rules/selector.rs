@@ -236,6 +236,19 @@ impl Selector {
         self.requirements.is_empty()
     }
 
+    /// The `key=value` (and `key==value`) requirements as a label map; `in` with one value
+    /// counts too, since it pins the label just the same.
+    pub fn equality_labels(&self) -> BTreeMap<String, String> {
+        self.requirements
+            .iter()
+            .filter(|r| {
+                matches!(r.op, Operator::Equals | Operator::DoubleEquals)
+                    || (r.op == Operator::In && r.values.len() == 1)
+            })
+            .filter_map(|r| Some((r.key.clone(), r.values.first()?.clone())))
+            .collect()
+    }
+
     /// Kubernetes matching semantics: every requirement must match.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))

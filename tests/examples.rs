@@ -1,0 +1,439 @@
+//! Every rule file in config/examples/ is loaded and exercised against a real Prometheus and a
+//! real VictoriaMetrics: each served value equals what that backend computes for the same
+//! query, and the HPA arithmetic on our answers gives the replica counts the files promise.
+
+#[path = "common/backends.rs"]
+mod backends;
+mod common;
+#[path = "common/hpa.rs"]
+mod hpa;
+#[path = "common/victoria.rs"]
+mod victoria;
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::OnceLock;
+
+use backends::backend_values;
+use common::{Adapter, parse_quantity, unix_now};
+use hpa::Hpa;
+use serde_json::json;
+
+fn example(name: &str) -> String {
+    std::fs::read_to_string(format!(
+        "{}/config/examples/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// A series and its value as a function of time.
+type Series = (String, Box<dyn Fn(i64) -> f64>);
+
+/// Samples for every example, now−10 m to now+3 m every 15 s.
+fn samples() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let (start, end) = (now - 600, now + 180);
+    let times: Vec<i64> = (start..=end).step_by(15).collect();
+    let mut gauges: Vec<Series> = Vec::new();
+    for (p, lag) in [400.0, 400.0, 400.0, 400.0, 450.0, 450.0]
+        .into_iter()
+        .enumerate()
+    {
+        gauges.push((
+            format!("kafka_consumergroup_lag{{namespace=\"kafka\",consumergroup=\"orders\",topic=\"orders\",partition=\"{p}\"}}"),
+            Box::new(move |_| lag),
+        ));
+    }
+    for p in 0..3 {
+        gauges.push((
+            format!("kafka_consumergroup_lag{{namespace=\"kafka\",consumergroup=\"billing\",topic=\"invoices\",partition=\"{p}\"}}"),
+            Box::new(|_| 100.0),
+        ));
+    }
+    gauges.push((
+        "kafka_topic_partitions{namespace=\"kafka\",topic=\"orders\"}".into(),
+        Box::new(|_| 6.0),
+    ));
+    gauges.push((
+        "kafka_topic_partitions{namespace=\"kafka\",topic=\"invoices\"}".into(),
+        Box::new(|_| 3.0),
+    ));
+    for (pod, in_flight) in [("web-1", 3.0), ("web-2", 5.0), ("web-3", 9.0)] {
+        gauges.push((
+            format!("http_requests_in_flight{{namespace=\"web\",pod=\"{pod}\",app=\"web\"}}"),
+            Box::new(move |_| in_flight),
+        ));
+    }
+    for (pod, rate) in [("web-1", 15.0), ("web-2", 25.0), ("web-3", 20.0)] {
+        gauges.push((
+            format!("flask_http_request_total{{namespace=\"web\",pod=\"{pod}\",method=\"GET\"}}"),
+            Box::new(move |t| (t - start) as f64 * rate),
+        ));
+    }
+    for (pod, rate) in [("web-1", 0.8), ("web-2", 1.2), ("web-3", 2.0)] {
+        gauges.push((
+            format!("http_request_duration_seconds_sum{{namespace=\"web\",pod=\"{pod}\"}}"),
+            Box::new(move |t| (t - start) as f64 * rate),
+        ));
+    }
+    gauges.push((
+        "redis_key_size{namespace=\"jobs\",key=\"emails\",db=\"db0\"}".into(),
+        Box::new(|_| 42.0),
+    ));
+    // Five values a minute apart, repeating: every 5-minute window holds each once.
+    gauges.push((
+        "orders_queue_length{namespace=\"jobs\",queue=\"orders\"}".into(),
+        Box::new(|t| 100.0 + ((t / 60) % 5) as f64 * 10.0),
+    ));
+    gauges.push((
+        "emails_queue_length{namespace=\"jobs\",queue=\"emails\"}".into(),
+        Box::new(|_| 7.0),
+    ));
+
+    let mut out = String::new();
+    let mut typed = std::collections::BTreeSet::new();
+    for (series, f) in &gauges {
+        let name = series.split('{').next().unwrap();
+        if typed.insert(name.to_string()) {
+            if let Some(base) = name.strip_suffix("_total") {
+                writeln!(out, "# TYPE {base} counter").unwrap();
+            } else {
+                writeln!(out, "# TYPE {name} gauge").unwrap();
+            }
+        }
+        for &t in &times {
+            writeln!(out, "{series} {} {t}", f(t)).unwrap();
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// (name, URL) of each backend, started once for this test binary.
+fn backends() -> Vec<(&'static str, String)> {
+    static DATA: OnceLock<String> = OnceLock::new();
+    backends::start(DATA.get_or_init(samples))
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= b.abs() * 0.01 + 0.001
+}
+
+/// Asks the adapter for an external metric and checks every item against the backend's answer
+/// to `query` (asked just before and just after, so a window boundary in between cannot make
+/// the comparison flaky). Returns the items' values keyed by their labels.
+async fn external(
+    a: &Adapter,
+    backend: (&str, &str),
+    path: &str,
+    query: &str,
+) -> Vec<(BTreeMap<String, String>, f64)> {
+    let before = backend_values(backend.1, query, unix_now()).await;
+    let (code, body) = a.get(path).await;
+    let after = backend_values(backend.1, query, unix_now()).await;
+    assert_eq!(code, 200, "{}: {path}: {body}", backend.0);
+    assert_eq!(body["kind"], "ExternalMetricValueList");
+    let items: Vec<(BTreeMap<String, String>, f64)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            let labels = serde_json::from_value(i["metricLabels"].clone()).unwrap_or_default();
+            (labels, parse_quantity(i["value"].as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(
+        items.len(),
+        before.len().max(after.len()),
+        "{}: {path}: {body} vs {before:?}",
+        backend.0
+    );
+    for (labels, v) in &items {
+        let matches = |answer: &Vec<(BTreeMap<String, String>, f64)>| {
+            answer.iter().any(|(l, x)| l == labels && close(*v, *x))
+        };
+        assert!(
+            matches(&before) || matches(&after),
+            "{}: {path}: {labels:?} = {v}, backend said {before:?} / {after:?}",
+            backend.0
+        );
+    }
+    items
+}
+
+/// Asks the adapter for a per-pod metric and checks it against the backend; returns the values
+/// in pod order.
+async fn per_pod(a: &Adapter, backend: (&str, &str), path: &str, query: &str) -> Vec<f64> {
+    let now = unix_now();
+    let (code, body) = a.get(path).await;
+    assert_eq!(code, 200, "{}: {path}: {body}", backend.0);
+    let expected = backend_values(backend.1, query, now).await;
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), expected.len(), "{}: {body}", backend.0);
+    items
+        .iter()
+        .map(|i| {
+            let pod = i["describedObject"]["name"].as_str().unwrap();
+            let v = parse_quantity(i["value"].as_str().unwrap());
+            let x = expected
+                .iter()
+                .find(|(l, _)| l.get("pod").map(String::as_str) == Some(pod))
+                .unwrap()
+                .1;
+            assert!(
+                close(v, x),
+                "{}: {pod}: adapter {v} vs backend {x}",
+                backend.0
+            );
+            v
+        })
+        .collect()
+}
+
+fn values(items: &[(BTreeMap<String, String>, f64)]) -> Vec<f64> {
+    items.iter().map(|(_, v)| *v).collect()
+}
+
+const EXT: &str = "/apis/external.metrics.k8s.io/v1beta1/namespaces";
+
+#[tokio::test]
+async fn kafka_consumer_lag_is_summed_per_group_and_drives_the_hpa() {
+    for (name, url) in backends() {
+        let b = (name, url.as_str());
+        let a =
+            Adapter::start_with(&example("kafka-consumer-lag.yaml"), &url, &["--standalone"]).await;
+        let lag = external(
+            &a,
+            b,
+            &format!("{EXT}/kafka/kafka_consumergroup_lag?labelSelector=consumergroup%3Dorders"),
+            r#"sum(kafka_consumergroup_lag{consumergroup="orders",namespace="kafka"}) by (consumergroup, topic)"#,
+        )
+        .await;
+        assert_eq!(values(&lag), [2500.0], "{name}");
+        assert_eq!(
+            lag[0].0,
+            BTreeMap::from([
+                ("consumergroup".into(), "orders".into()),
+                ("topic".into(), "orders".into())
+            ])
+        );
+        // lag 2,500 against an AverageValue target of 100: 25 replicas, clamped to 10.
+        assert_eq!(
+            Hpa::new(3, 1, 10).external_average_value(&values(&lag), 100.0),
+            10,
+            "{name}"
+        );
+        assert_eq!(
+            Hpa::new(3, 1, 100).external_average_value(&values(&lag), 100.0),
+            25,
+            "{name}"
+        );
+
+        // The capped variant never asks for more replicas than partitions.
+        let capped_query = example("kafka-consumer-lag.yaml");
+        assert!(capped_query.contains("kafka_consumergroup_lag_capped"));
+        for (group, partitions) in [("orders", 6u32), ("billing", 3)] {
+            let (code, body) = a
+                .get(&format!("{EXT}/kafka/kafka_consumergroup_lag_capped?labelSelector=consumergroup%3D{group}"))
+                .await;
+            assert_eq!(code, 200, "{name}: {body}");
+            let v: Vec<f64> = body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| parse_quantity(i["value"].as_str().unwrap()))
+                .collect();
+            let desired = Hpa::new(1, 1, 50).external_average_value(&v, 100.0);
+            assert!(
+                desired <= partitions,
+                "{name}: {group}: {v:?} → {desired} replicas > {partitions} partitions"
+            );
+            assert_eq!(desired, partitions, "{name}: {group}: {v:?}");
+        }
+
+        // A group with no lag series at all: `emptyResult: zero` answers an explicit 0.
+        let (code, body) = a
+            .get(&format!(
+                "{EXT}/kafka/kafka_consumergroup_lag?labelSelector=consumergroup%3Dcaught-up"
+            ))
+            .await;
+        assert_eq!(code, 200, "{name}: {body}");
+        assert_eq!(body["items"].as_array().unwrap().len(), 1, "{name}: {body}");
+        assert_eq!(body["items"][0]["value"], "0");
+        assert_eq!(
+            body["items"][0]["metricLabels"],
+            json!({"consumergroup": "caught-up"})
+        );
+        assert_eq!(Hpa::new(3, 1, 10).external_average_value(&[0.0], 100.0), 1);
+    }
+}
+
+#[tokio::test]
+async fn flask_request_rate_per_pod_matches_the_backend_and_the_hpa_math() {
+    for (name, url) in backends() {
+        let b = (name, url.as_str());
+        let a = Adapter::start_with(
+            &example("http-requests-per-second.yaml"),
+            &url,
+            &["--standalone"],
+        )
+        .await;
+        let v = per_pod(
+            &a,
+            b,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/web/pods/%2A/flask_http_request_per_second",
+            r#"sum(rate(flask_http_request_total{namespace="web",pod=~"web-1|web-2|web-3"}[2m])) by (pod)"#,
+        )
+        .await;
+        // 15, 25 and 20 req/s against 10 per pod: ceil(20 / 10 × 3) = 6.
+        assert_eq!(
+            Hpa::new(3, 1, 10).pods_average_value(&v, 10.0),
+            6,
+            "{name}: {v:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_concurrency_per_pod_estimated_and_per_app() {
+    for (name, url) in backends() {
+        let b = (name, url.as_str());
+        let a =
+            Adapter::start_with(&example("http-concurrency.yaml"), &url, &["--standalone"]).await;
+        let in_flight = per_pod(
+            &a,
+            b,
+            "/apis/custom.metrics.k8s.io/v1beta1/namespaces/web/pods/*/http_requests_in_flight",
+            r#"sum(http_requests_in_flight{namespace="web",pod=~"web-1|web-2|web-3"}) by (pod)"#,
+        )
+        .await;
+        assert_eq!(in_flight, [3.0, 5.0, 9.0], "{name}");
+        assert_eq!(
+            Hpa::new(3, 1, 10).pods_average_value(&in_flight, 5.0),
+            4,
+            "{name}"
+        );
+        let estimate = per_pod(
+            &a,
+            b,
+            "/apis/custom.metrics.k8s.io/v1beta2/namespaces/web/pods/*/http_requests_in_flight_estimate",
+            r#"sum(rate(http_request_duration_seconds_sum{namespace="web",pod=~"web-1|web-2|web-3"}[2m])) by (pod)"#,
+        )
+        .await;
+        assert_eq!(estimate.len(), 3);
+        let total = external(
+            &a,
+            b,
+            &format!("{EXT}/web/http_requests_in_flight_total?labelSelector=app%3Dweb"),
+            r#"sum(http_requests_in_flight{app="web",namespace="web"}) by (app)"#,
+        )
+        .await;
+        // Azure Container Apps' rule: ceil(17 concurrent / 5 per replica) = 4.
+        assert_eq!(values(&total), [17.0], "{name}");
+        assert_eq!(
+            Hpa::new(1, 1, 10).external_average_value(&values(&total), 5.0),
+            4,
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn queue_backlogs_from_redis_and_queue_length_gauges() {
+    for (name, url) in backends() {
+        let b = (name, url.as_str());
+        let a = Adapter::start_with(&example("queue-backlog.yaml"), &url, &["--standalone"]).await;
+        let redis = external(
+            &a,
+            b,
+            &format!("{EXT}/jobs/redis_list_length?labelSelector=key%3Demails"),
+            r#"max(redis_key_size{key="emails",namespace="jobs"}) by (key)"#,
+        )
+        .await;
+        assert_eq!(values(&redis), [42.0], "{name}");
+        assert_eq!(
+            Hpa::new(1, 1, 20).external_average_value(&values(&redis), 10.0),
+            5
+        );
+        let emails = external(
+            &a,
+            b,
+            &format!("{EXT}/jobs/emails_queue_length?labelSelector=queue%3Demails"),
+            r#"sum(emails_queue_length{queue="emails",namespace="jobs"}) by (queue)"#,
+        )
+        .await;
+        assert_eq!(values(&emails), [7.0], "{name}");
+        // A drained list: zero by opt-in; a queue gauge without the opt-in: upstream's empty list.
+        let (code, body) = a
+            .get(&format!(
+                "{EXT}/jobs/redis_list_length?labelSelector=key%3Dgone"
+            ))
+            .await;
+        assert_eq!(
+            (code, body["items"][0]["value"].clone()),
+            (200, json!("0")),
+            "{name}: {body}"
+        );
+        let (code, body) = a
+            .get(&format!(
+                "{EXT}/jobs/emails_queue_length?labelSelector=queue%3Dgone"
+            ))
+            .await;
+        assert_eq!(
+            (code, body["items"].clone()),
+            (200, json!([])),
+            "{name}: {body}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn time_aggregations_over_a_window_match_the_backend() {
+    for (name, url) in backends() {
+        let b = (name, url.as_str());
+        let a =
+            Adapter::start_with(&example("time-aggregation.yaml"), &url, &["--standalone"]).await;
+        for (agg, func) in [
+            ("avg", "avg_over_time"),
+            ("min", "min_over_time"),
+            ("max", "max_over_time"),
+            ("total", "sum_over_time"),
+            ("last", "last_over_time"),
+            ("count", "count_over_time"),
+        ] {
+            let got = external(
+                &a,
+                b,
+                &format!("{EXT}/jobs/orders_queue_length_{agg}_5m?labelSelector=queue%3Dorders"),
+                &format!(r#"{func}((sum by (queue) (orders_queue_length{{queue="orders",namespace="jobs"}}))[5m:1m])"#),
+            )
+            .await;
+            assert_eq!(got.len(), 1, "{name}: {agg}");
+            if agg == "avg" && name == "prometheus" {
+                // Every 5-minute window holds 100, 110, 120, 130 and 140 once.
+                assert_eq!(values(&got), [120.0]);
+                assert_eq!(
+                    Hpa::new(1, 1, 10).external_average_value(&values(&got), 30.0),
+                    4
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_example_file_is_exercised_here() {
+    let dir = format!("{}/config/examples", env!("CARGO_MANIFEST_DIR"));
+    let source = include_str!("examples.rs");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let file = entry.unwrap().file_name().into_string().unwrap();
+        assert!(
+            source.contains(&format!("example(\"{file}\")")),
+            "config/examples/{file} has no test in tests/examples.rs"
+        );
+    }
+}
