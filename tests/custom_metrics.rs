@@ -1,12 +1,25 @@
-//! custom.metrics.k8s.io against a real Prometheus, in standalone mode.
+//! custom.metrics.k8s.io in standalone mode, against a real Prometheus and a real
+//! VictoriaMetrics loaded with the same samples: every test runs on both.
 
+#[path = "common/backends.rs"]
+mod backends;
 mod common;
+#[path = "common/victoria.rs"]
+mod victoria;
 
-use common::{Adapter, FLASK_PODS, fixture, parse_quantity, prometheus_value, unix_now};
+use std::sync::OnceLock;
+
+use backends::backend_values;
+use common::{Adapter, FLASK_PODS, fixture, parse_quantity, unix_now};
 use serde_json::json;
 
-async fn adapter() -> Adapter {
-    Adapter::start(&fixture("custom-rules.yaml")).await
+fn backends() -> Vec<(&'static str, String)> {
+    static DATA: OnceLock<String> = OnceLock::new();
+    backends::start(DATA.get_or_init(common::fixture_samples))
+}
+
+async fn adapter(url: &str) -> Adapter {
+    Adapter::start_with(&fixture("custom-rules.yaml"), url, &["--standalone"]).await
 }
 
 fn items(body: &serde_json::Value) -> &Vec<serde_json::Value> {
@@ -17,319 +30,364 @@ fn items(body: &serde_json::Value) -> &Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn per_pod_request_rate_matches_what_prometheus_computes() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(body["kind"], "MetricValueList");
-    assert_eq!(body["apiVersion"], "custom.metrics.k8s.io/v1beta2");
-    let now = unix_now();
-    let got = items(&body);
-    let pods: Vec<&str> = got
-        .iter()
-        .map(|i| i["describedObject"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(pods, ["web-1", "web-2", "worker-1"]);
-    for item in got {
-        let pod = item["describedObject"]["name"].as_str().unwrap();
-        assert_eq!(item["describedObject"]["kind"], "Pod");
-        assert_eq!(item["describedObject"]["namespace"], "default");
-        assert_eq!(item["describedObject"]["apiVersion"], "/v1");
-        assert_eq!(
-            item["metric"],
-            json!({"name": "flask_http_request_per_second", "selector": null})
-        );
-        let expected = prometheus_value(
-            &format!(
-                "sum(rate(flask_http_request_total{{namespace=\"default\",pod=\"{pod}\"}}[2m]))"
-            ),
-            now,
-        )
-        .await[0]
-            .1;
-        let value = parse_quantity(item["value"].as_str().unwrap());
-        assert!(
-            (value - expected).abs() <= expected.abs() * 0.01 + 0.001,
-            "{pod}: adapter {value} vs Prometheus {expected}"
-        );
-        let fixture_rate: f64 = FLASK_PODS
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["kind"], "MetricValueList");
+        assert_eq!(body["apiVersion"], "custom.metrics.k8s.io/v1beta2");
+        let now = unix_now();
+        let got = items(&body);
+        let pods: Vec<&str> = got
             .iter()
-            .filter(|p| p.0 == "default" && p.1 == pod)
-            .map(|p| p.4)
-            .sum();
-        assert!(
-            (value - fixture_rate).abs() < fixture_rate * 0.05,
-            "{pod}: {value} vs {fixture_rate}"
-        );
+            .map(|i| i["describedObject"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(pods, ["web-1", "web-2", "worker-1"]);
+        for item in got {
+            let pod = item["describedObject"]["name"].as_str().unwrap();
+            assert_eq!(item["describedObject"]["kind"], "Pod");
+            assert_eq!(item["describedObject"]["namespace"], "default");
+            assert_eq!(item["describedObject"]["apiVersion"], "/v1");
+            assert_eq!(
+                item["metric"],
+                json!({"name": "flask_http_request_per_second", "selector": null})
+            );
+            let expected = backend_values(
+                &url,
+                &format!(
+                    "sum(rate(flask_http_request_total{{namespace=\"default\",pod=\"{pod}\"}}[2m]))"
+                ),
+                now,
+            )
+            .await[0]
+                .1;
+            let value = parse_quantity(item["value"].as_str().unwrap());
+            assert!(
+                (value - expected).abs() <= expected.abs() * 0.01 + 0.001,
+                "{pod}: adapter {value} vs Prometheus {expected}"
+            );
+            let fixture_rate: f64 = FLASK_PODS
+                .iter()
+                .filter(|p| p.0 == "default" && p.1 == pod)
+                .map(|p| p.4)
+                .sum();
+            assert!(
+                (value - fixture_rate).abs() < fixture_rate * 0.05,
+                "{pod}: {value} vs {fixture_rate}"
+            );
+        }
     }
 }
 
 #[tokio::test]
 async fn v1beta1_serves_the_same_values_in_its_own_shape() {
-    let a = adapter().await;
-    let (_, v2) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second")
-        .await;
-    let (code, v1) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/flask_http_request_per_second")
-        .await;
-    assert_eq!(code, 200, "{v1}");
-    assert_eq!(v1["apiVersion"], "custom.metrics.k8s.io/v1beta1");
-    for (a, b) in items(&v1).iter().zip(items(&v2)) {
-        assert_eq!(a["metricName"], "flask_http_request_per_second");
-        assert_eq!(a["selector"], serde_json::Value::Null);
-        assert!(
-            a.as_object().unwrap().contains_key("selector"),
-            "selector must be present as null"
-        );
-        assert_eq!(a["describedObject"], b["describedObject"]);
-        let (x, y) = (
-            parse_quantity(a["value"].as_str().unwrap()),
-            parse_quantity(b["value"].as_str().unwrap()),
-        );
-        assert!((x - y).abs() <= y * 0.01 + 0.001, "{x} vs {y}");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (_, v2) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second")
+            .await;
+        let (code, v1) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/flask_http_request_per_second")
+            .await;
+        assert_eq!(code, 200, "{v1}");
+        assert_eq!(v1["apiVersion"], "custom.metrics.k8s.io/v1beta1");
+        for (a, b) in items(&v1).iter().zip(items(&v2)) {
+            assert_eq!(a["metricName"], "flask_http_request_per_second");
+            assert_eq!(a["selector"], serde_json::Value::Null);
+            assert!(
+                a.as_object().unwrap().contains_key("selector"),
+                "selector must be present as null"
+            );
+            assert_eq!(a["describedObject"], b["describedObject"]);
+            let (x, y) = (
+                parse_quantity(a["value"].as_str().unwrap()),
+                parse_quantity(b["value"].as_str().unwrap()),
+            );
+            assert!((x - y).abs() <= y * 0.01 + 0.001, "{x} vs {y}");
+        }
     }
 }
 
 #[tokio::test]
 async fn label_selector_picks_pods_by_series_labels_in_standalone_mode() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let pods: Vec<&str> = items(&body)
-        .iter()
-        .map(|i| i["describedObject"]["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(pods, ["web-1", "web-2"]);
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second?labelSelector=app+notin+(web)")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(items(&body).len(), 1);
-    // No object matches: 404, as upstream.
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second?labelSelector=app%3Dnone")
-        .await;
-    assert_eq!(code, 404, "{body}");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let pods: Vec<&str> = items(&body)
+            .iter()
+            .map(|i| i["describedObject"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(pods, ["web-1", "web-2"]);
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second?labelSelector=app+notin+(web)")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(items(&body).len(), 1);
+        // No object matches: 404, as upstream.
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second?labelSelector=app%3Dnone")
+            .await;
+        assert_eq!(code, 404, "{body}");
+    }
 }
 
 #[tokio::test]
 async fn metric_label_selector_filters_series_and_is_echoed() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/flask_http_request_per_second?metricLabelSelector=method%3DPOST")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let item = &items(&body)[0];
-    assert!(
-        (parse_quantity(item["value"].as_str().unwrap()) - 0.5).abs() < 0.03,
-        "{item}"
-    );
-    assert_eq!(
-        item["metric"]["selector"],
-        json!({"matchLabels": {"method": "POST"}})
-    );
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-1/flask_http_request_per_second?metricLabelSelector=method%3DGET")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(
-        items(&body)[0]["selector"],
-        json!({"matchLabels": {"method": "GET"}})
-    );
-    // An operator Prometheus cannot express is a client error.
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/flask_http_request_per_second?metricLabelSelector=code%3E400")
-        .await;
-    assert_eq!(code, 400, "{body}");
-    assert_eq!(body["kind"], "Status");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/flask_http_request_per_second?metricLabelSelector=method%3DPOST")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let item = &items(&body)[0];
+        assert!(
+            (parse_quantity(item["value"].as_str().unwrap()) - 0.5).abs() < 0.03,
+            "{item}"
+        );
+        assert_eq!(
+            item["metric"]["selector"],
+            json!({"matchLabels": {"method": "POST"}})
+        );
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-1/flask_http_request_per_second?metricLabelSelector=method%3DGET")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(
+            items(&body)[0]["selector"],
+            json!({"matchLabels": {"method": "GET"}})
+        );
+        // An operator Prometheus cannot express is a client error.
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/flask_http_request_per_second?metricLabelSelector=code%3E400")
+            .await;
+        assert_eq!(code, 400, "{body}");
+        assert_eq!(body["kind"], "Status");
+    }
 }
 
 #[tokio::test]
 async fn a_named_pod_gives_exactly_one_item_and_unaggregated_series_are_summed() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/worker-1/worker_busy_threads")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(items(&body).len(), 1);
-    assert_eq!(items(&body)[0]["value"], "7");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/worker-1/worker_busy_threads")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(items(&body).len(), 1);
+        assert_eq!(items(&body)[0]["value"], "7");
+    }
 }
 
 #[tokio::test]
 async fn a_metric_describing_a_namespace_uses_the_metrics_path() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/metrics/queue_items")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let item = &items(&body)[0];
-    assert_eq!(
-        item["describedObject"],
-        json!({"kind": "Namespace", "name": "default", "apiVersion": "/v1"})
-    );
-    assert_eq!(item["value"], "42");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/metrics/queue_items")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let item = &items(&body)[0];
+        assert_eq!(
+            item["describedObject"],
+            json!({"kind": "Namespace", "name": "default", "apiVersion": "/v1"})
+        );
+        assert_eq!(item["value"], "42");
+    }
 }
 
 #[tokio::test]
 async fn a_cluster_scoped_node_metric_is_served_without_a_namespace() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta1/nodes/node-b/node_load_ratio")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(items(&body)[0]["value"], "1500m");
-    assert_eq!(
-        items(&body)[0]["describedObject"],
-        json!({"kind": "Node", "name": "node-b", "apiVersion": "/v1"})
-    );
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta1/nodes/*/node_load_ratio")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(items(&body).len(), 2);
-    // Asking for it in a namespace is asking for a metric that does not exist.
-    let (code, _) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/nodes/node-b/node_load_ratio")
-        .await;
-    assert_eq!(code, 404);
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta1/nodes/node-b/node_load_ratio")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(items(&body)[0]["value"], "1500m");
+        assert_eq!(
+            items(&body)[0]["describedObject"],
+            json!({"kind": "Node", "name": "node-b", "apiVersion": "/v1"})
+        );
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta1/nodes/*/node_load_ratio")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(items(&body).len(), 2);
+        // Asking for it in a namespace is asking for a metric that does not exist.
+        let (code, _) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/nodes/node-b/node_load_ratio")
+            .await;
+        assert_eq!(code, 404);
+    }
 }
 
 #[tokio::test]
 async fn a_deployment_metric_is_reached_through_its_owner_label() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/deployments.apps/web/deployment_inflight")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    let item = &items(&body)[0];
-    assert_eq!(
-        item["describedObject"],
-        json!({"kind": "Deployment", "namespace": "default", "name": "web", "apiVersion": "apps/v1"})
-    );
-    assert_eq!(item["value"], "20500m");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/deployments.apps/web/deployment_inflight")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let item = &items(&body)[0];
+        assert_eq!(
+            item["describedObject"],
+            json!({"kind": "Deployment", "namespace": "default", "name": "web", "apiVersion": "apps/v1"})
+        );
+        assert_eq!(item["value"], "20500m");
+    }
 }
 
 #[tokio::test]
 async fn unknown_metrics_objects_and_paths_are_not_found_statuses() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/nope")
-        .await;
-    assert_eq!(code, 404);
-    assert_eq!(body["kind"], "Status");
-    assert_eq!(body["reason"], "NotFound");
-    assert_eq!(
-        body["message"],
-        "the server could not find the metric nope for pods"
-    );
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/ghost/flask_http_request_per_second")
-        .await;
-    assert_eq!(code, 404);
-    assert_eq!(
-        body["message"],
-        "the server could not find the metric flask_http_request_per_second for pods ghost"
-    );
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/foo")
-        .await;
-    assert_eq!(code, 400, "{body}");
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/a%22b/x")
-        .await;
-    assert_eq!(code, 400, "{body}");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/nope")
+            .await;
+        assert_eq!(code, 404);
+        assert_eq!(body["kind"], "Status");
+        assert_eq!(body["reason"], "NotFound");
+        assert_eq!(
+            body["message"],
+            "the server could not find the metric nope for pods"
+        );
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/ghost/flask_http_request_per_second")
+            .await;
+        assert_eq!(code, 404);
+        assert_eq!(
+            body["message"],
+            "the server could not find the metric flask_http_request_per_second for pods ghost"
+        );
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/foo")
+            .await;
+        assert_eq!(code, 400, "{body}");
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/a%22b/x")
+            .await;
+        assert_eq!(code, 400, "{body}");
+    }
 }
 
 #[tokio::test]
 async fn nan_is_zero_and_infinity_is_an_error_naming_the_query() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/odd_nan")
-        .await;
-    assert_eq!(code, 200, "{body}");
-    assert_eq!(items(&body)[0]["value"], "0");
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/odd_inf")
-        .await;
-    assert_eq!(code, 500, "{body}");
-    let msg = body["message"].as_str().unwrap();
-    assert!(msg.contains("+Inf") && msg.contains("odd_inf"), "{msg}");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/odd_nan")
+            .await;
+        if backend == "prometheus" {
+            assert_eq!(code, 200, "{body}");
+            assert_eq!(items(&body)[0]["value"], "0");
+        } else {
+            // VictoriaMetrics does not return NaN samples: the series is not discovered.
+            assert_eq!(code, 404, "{body}");
+        }
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/odd_inf")
+            .await;
+        assert_eq!(code, 500, "{body}");
+        let msg = body["message"].as_str().unwrap();
+        assert!(msg.contains("+Inf") && msg.contains("odd_inf"), "{msg}");
+    }
 }
 
 #[tokio::test]
 async fn discovery_documents_list_what_was_discovered() {
-    let a = adapter().await;
-    let (code, body) = a.get("/apis/custom.metrics.k8s.io/v1beta1").await;
-    assert_eq!(code, 200);
-    assert_eq!(body["kind"], "APIResourceList");
-    assert_eq!(body["groupVersion"], "custom.metrics.k8s.io/v1beta1");
-    let names: Vec<(&str, bool)> = body["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap(),
-                r["namespaced"].as_bool().unwrap(),
-            )
-        })
-        .collect();
-    for expected in [
-        ("pods/flask_http_request_per_second", true),
-        ("namespaces/flask_http_request_per_second", false),
-        ("nodes/node_load_ratio", false),
-        ("deployments.apps/deployment_inflight", true),
-        ("namespaces/queue_items", false),
-    ] {
-        assert!(
-            names.contains(&expected),
-            "{expected:?} missing from {names:?}"
-        );
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a.get("/apis/custom.metrics.k8s.io/v1beta1").await;
+        assert_eq!(code, 200);
+        assert_eq!(body["kind"], "APIResourceList");
+        assert_eq!(body["groupVersion"], "custom.metrics.k8s.io/v1beta1");
+        let names: Vec<(&str, bool)> = body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["name"].as_str().unwrap(),
+                    r["namespaced"].as_bool().unwrap(),
+                )
+            })
+            .collect();
+        for expected in [
+            ("pods/flask_http_request_per_second", true),
+            ("namespaces/flask_http_request_per_second", false),
+            ("nodes/node_load_ratio", false),
+            ("deployments.apps/deployment_inflight", true),
+            ("namespaces/queue_items", false),
+        ] {
+            assert!(
+                names.contains(&expected),
+                "{expected:?} missing from {names:?}"
+            );
+        }
+        // A rule with a dangling `$1_rate` still lists what upstream would list ("broken_").
+        assert!(names.contains(&("pods/broken_", true)), "{names:?}");
+        let r = &body["resources"][0];
+        assert_eq!(r["kind"], "MetricValueList");
+        assert_eq!(r["verbs"], json!(["get"]));
+        assert_eq!(r["singularName"], "");
+        let (code, body) = a.get("/apis").await;
+        assert_eq!(code, 200);
+        let groups: Vec<&str> = body["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|g| g["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(groups, ["custom.metrics.k8s.io", "external.metrics.k8s.io"]);
+        let (code, body) = a.get("/apis/custom.metrics.k8s.io").await;
+        assert_eq!(code, 200);
+        assert_eq!(body["kind"], "APIGroup");
+        assert_eq!(body["preferredVersion"]["version"], "v1beta1");
     }
-    // A rule with a dangling `$1_rate` still lists what upstream would list ("broken_").
-    assert!(names.contains(&("pods/broken_", true)), "{names:?}");
-    let r = &body["resources"][0];
-    assert_eq!(r["kind"], "MetricValueList");
-    assert_eq!(r["verbs"], json!(["get"]));
-    assert_eq!(r["singularName"], "");
-    let (code, body) = a.get("/apis").await;
-    assert_eq!(code, 200);
-    let groups: Vec<&str> = body["groups"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|g| g["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(groups, ["custom.metrics.k8s.io", "external.metrics.k8s.io"]);
-    let (code, body) = a.get("/apis/custom.metrics.k8s.io").await;
-    assert_eq!(code, 200);
-    assert_eq!(body["kind"], "APIGroup");
-    assert_eq!(body["preferredVersion"]["version"], "v1beta1");
 }
 
 #[tokio::test]
 async fn a_rule_that_cannot_work_answers_500_naming_the_rule_and_the_problem() {
-    let a = adapter().await;
-    let (code, body) = a
-        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/broken_")
-        .await;
-    assert_eq!(code, 500, "{body}");
-    let msg = body["message"].as_str().unwrap();
-    assert!(
-        msg.contains("rules[6].name.as") && msg.contains("1_rate"),
-        "{msg}"
-    );
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/broken_")
+            .await;
+        assert_eq!(code, 500, "{body}");
+        let msg = body["message"].as_str().unwrap();
+        assert!(
+            msg.contains("rules[6].name.as") && msg.contains("1_rate"),
+            "{msg}"
+        );
+    }
 }
 
 #[tokio::test]
 async fn health_endpoints_answer() {
-    let a = adapter().await;
-    for p in ["/healthz", "/livez", "/readyz"] {
-        let (code, _) = a.get(p).await;
-        assert_eq!(code, 200, "{p}");
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = adapter(&url).await;
+        for p in ["/healthz", "/livez", "/readyz"] {
+            let (code, _) = a.get(p).await;
+            assert_eq!(code, 200, "{p}");
+        }
     }
 }
