@@ -11,6 +11,12 @@ pub enum ApiError {
     /// 400: the request itself is malformed (path, selector, name).
     #[error("{0}")]
     BadRequest(String),
+    /// 401: the credentials are not valid.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the caller may not do this.
+    #[error("{0}")]
+    Forbidden(String),
     /// 404: no such metric, object or path.
     #[error("{0}")]
     NotFound(String),
@@ -27,6 +33,8 @@ impl ApiError {
     pub fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -37,6 +45,8 @@ impl ApiError {
     pub fn to_status(&self) -> Status {
         let (reason, message) = match self {
             ApiError::BadRequest(m) => ("BadRequest", m.clone()),
+            ApiError::Unauthorized(m) => ("Unauthorized", m.clone()),
+            ApiError::Forbidden(m) => ("Forbidden", m.clone()),
             ApiError::NotFound(m) => ("NotFound", m.clone()),
             ApiError::Internal(m) => ("InternalError", format!("Internal error occurred: {m}")),
             ApiError::Unavailable(m) => ("ServiceUnavailable", m.clone()),

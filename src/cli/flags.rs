@@ -1,6 +1,6 @@
 //! The server's flags, named and defaulted as prometheus-adapter's (spec §5).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ fn go_duration_nonzero(s: &str) -> Result<Duration, String> {
 /// Flags keep prometheus-adapter's names and defaults; apiserver, audit and klog flags that are
 /// not acted on are accepted with a warning, and positional arguments (such as `/adapter`) are
 /// ignored, so existing Deployments work unchanged.
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(name = "prom-metrics-adapter", version, about, long_about = None)]
 pub struct ServerFlags {
     /// Rules file in prometheus-adapter's format (required).
@@ -107,7 +107,104 @@ pub struct ServerFlags {
     #[arg(long, value_parser = go_duration)]
     pub discovery_interval: Option<Duration>,
 
-    /// Address for plain-HTTP serving (standalone mode, and cluster mode until HTTPS lands).
+    /// Address for HTTPS serving (cluster mode).
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+
+    /// Port for HTTPS serving (cluster mode); upstream's default, our manifests pass 6443.
+    #[arg(long, default_value_t = 443)]
+    pub secure_port: u16,
+
+    /// Where a self-signed serving certificate is written when none is given.
+    #[arg(long, default_value = "apiserver.local.config/certificates")]
+    pub cert_dir: PathBuf,
+
+    /// Serving certificate (PEM, chain); reloaded when it changes.
+    #[arg(long)]
+    pub tls_cert_file: Option<PathBuf>,
+
+    /// Serving key (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long)]
+    pub tls_private_key_file: Option<PathBuf>,
+
+    /// Minimum TLS version: VersionTLS12 (default) or VersionTLS13.
+    #[arg(long)]
+    pub tls_min_version: Option<String>,
+
+    /// TLS 1.2 cipher suites by Go/IANA name, comma-separated; names not supported here are
+    /// ignored with a warning.
+    #[arg(long, value_delimiter = ',')]
+    pub tls_cipher_suites: Vec<String>,
+
+    /// kubeconfig for TokenReviews and the authentication ConfigMap; defaults to the lister's.
+    #[arg(long)]
+    pub authentication_kubeconfig: Option<PathBuf>,
+
+    /// How long TokenReview answers are cached.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    pub authentication_token_webhook_cache_ttl: Duration,
+
+    /// Do not read kube-system/extension-apiserver-authentication; use the flags only.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub authentication_skip_lookup: bool,
+
+    /// Start even when the authentication ConfigMap cannot be read.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
+    pub authentication_tolerate_lookup_failure: bool,
+
+    /// CA bundle for client certificates (user = CN, groups = O).
+    #[arg(long)]
+    pub client_ca_file: Option<PathBuf>,
+
+    /// CA bundle for the front proxy's client certificate.
+    #[arg(long)]
+    pub requestheader_client_ca_file: Option<PathBuf>,
+
+    /// Common names allowed for the front proxy's certificate; empty allows any.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_allowed_names: Vec<String>,
+
+    /// Headers holding the user name.
+    #[arg(long, value_delimiter = ',', default_value = "x-remote-user")]
+    pub requestheader_username_headers: Vec<String>,
+
+    /// Headers holding groups.
+    #[arg(long, value_delimiter = ',', default_value = "x-remote-group")]
+    pub requestheader_group_headers: Vec<String>,
+
+    /// Prefixes of headers holding extra attributes.
+    #[arg(long, value_delimiter = ',', default_value = "x-remote-extra-")]
+    pub requestheader_extra_headers_prefix: Vec<String>,
+
+    /// Headers holding the UID.
+    #[arg(long, value_delimiter = ',')]
+    pub requestheader_uid_headers: Vec<String>,
+
+    /// kubeconfig for SubjectAccessReviews; defaults to the lister's.
+    #[arg(long)]
+    pub authorization_kubeconfig: Option<PathBuf>,
+
+    /// How long allowed answers are cached.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    pub authorization_webhook_cache_authorized_ttl: Duration,
+
+    /// How long denied answers are cached.
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    pub authorization_webhook_cache_unauthorized_ttl: Duration,
+
+    /// Paths served without authentication or authorization.
+    #[arg(long, value_delimiter = ',', default_value = "/healthz,/readyz,/livez")]
+    pub authorization_always_allow_paths: Vec<String>,
+
+    /// How often the serving certificate files are checked for rotation.
+    #[arg(long, default_value = "10s", value_parser = go_duration_nonzero)]
+    pub cert_reload_interval: Duration,
+
+    /// How often the authentication ConfigMap and CA files are re-read (CA rotation).
+    #[arg(long, default_value = "30s", value_parser = go_duration_nonzero)]
+    pub authentication_config_refresh_interval: Duration,
+
+    /// Address for plain-HTTP serving (standalone mode).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen_address: SocketAddr,
 

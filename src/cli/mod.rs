@@ -21,6 +21,10 @@ use crate::k8s;
 use crate::query::objects::{ObjectLister, SeriesObjectLister};
 use crate::query::{PrometheusClient, PrometheusSettings};
 use crate::rules::{self, CompiledConfig, RestMapper};
+use crate::server::authn::{self, Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
+use crate::server::authz::Authorizer;
+use crate::server::secure::{Security, TlsServer};
+use crate::server::tls::TlsSettings;
 use flags::{LogFormat, ServerFlags};
 
 const SA_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
@@ -187,6 +191,14 @@ pub async fn build_cluster(
     raw: &config::MetricsDiscoveryConfig,
 ) -> anyhow::Result<Adapter> {
     let kube = k8s::build_client(flags.lister_kubeconfig.as_deref()).await?;
+    build_cluster_with(flags, raw, kube).await
+}
+
+async fn build_cluster_with(
+    flags: &ServerFlags,
+    raw: &config::MetricsDiscoveryConfig,
+    kube: kube::Client,
+) -> anyhow::Result<Adapter> {
     let mapper = k8s::discover(&kube)
         .await
         .context("discovering the cluster's API resources")?;
@@ -217,18 +229,190 @@ pub async fn serve_adapter(
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
-    tracing::info!(address = %local, prometheus = %flags.prometheus_url, standalone = flags.standalone, "serving plain HTTP");
+    tracing::info!(address = %local, prometheus = %flags.prometheus_url, "serving plain HTTP (standalone mode)");
+    let discovery = spawn_discovery(&state, discoverer);
+    let result = crate::server::serve_plain(listener, api::router(state), shutdown).await;
+    discovery.abort();
+    result.map_err(Into::into)
+}
+
+/// Starts discovery; the adapter turns ready once its first attempt finished, success or not,
+/// or after 30 s (DECISIONS §5). TLS and the authentication config are loaded before serving
+/// starts, so they need no gate of their own.
+fn spawn_discovery(state: &Arc<AppState>, discoverer: Discoverer) -> tokio::task::JoinHandle<()> {
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let discovery = tokio::spawn(discoverer.run(done_tx));
     let ready_state = state.clone();
     tokio::spawn(async move {
-        // Ready once the first discovery attempt finished, success or not (DECISIONS §5).
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.wait_for(|d| *d)).await;
         ready_state.ready.store(true, Ordering::Release);
     });
-    let result = crate::server::serve_plain(listener, api::router(state), shutdown).await;
-    discovery.abort();
-    result.map_err(Into::into)
+    discovery
+}
+
+fn read_pem_file(
+    path: &std::path::Path,
+    what: &str,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
+    let pem = std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))?;
+    Ok(crate::server::tls::read_certs(
+        &pem,
+        &format!("{what} {}", path.display()),
+    )?)
+}
+
+/// The authentication config: the `kube-system/extension-apiserver-authentication` ConfigMap
+/// (unless `--authentication-skip-lookup`), overridden by the CA flags where given.
+pub async fn load_authn_config(
+    flags: &ServerFlags,
+    client: &kube::Client,
+) -> anyhow::Result<AuthnConfig> {
+    let mut config = AuthnConfig::default();
+    if !flags.authentication_skip_lookup {
+        let api = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
+            client.clone(),
+            "kube-system",
+        );
+        match api.get("extension-apiserver-authentication").await {
+            Ok(cm) => config = authn::config_from_configmap(&cm.data.unwrap_or_default())?,
+            Err(e) if flags.authentication_tolerate_lookup_failure => tracing::warn!(
+                error = %crate::query::prometheus::error_chain(&e),
+                "unable to read kube-system/extension-apiserver-authentication; continuing without it"
+            ),
+            Err(e) => {
+                return Err(anyhow::anyhow!(
+                    "unable to read kube-system/extension-apiserver-authentication (grant the \
+                     extension-apiserver-authentication-reader Role, or pass \
+                     --authentication-tolerate-lookup-failure): {}",
+                    crate::query::prometheus::error_chain(&e)
+                ));
+            }
+        }
+    }
+    if let Some(path) = &flags.client_ca_file {
+        config.client_ca = read_pem_file(path, "--client-ca-file")?;
+    }
+    if let Some(path) = &flags.requestheader_client_ca_file {
+        config.requestheader = Some(RequestHeaderConfig {
+            ca: read_pem_file(path, "--requestheader-client-ca-file")?,
+            allowed_names: flags.requestheader_allowed_names.clone(),
+            username_headers: authn::lowercase(flags.requestheader_username_headers.clone()),
+            group_headers: authn::lowercase(flags.requestheader_group_headers.clone()),
+            extra_prefixes: authn::lowercase(flags.requestheader_extra_headers_prefix.clone()),
+            uid_headers: authn::lowercase(flags.requestheader_uid_headers.clone()),
+        });
+    }
+    Ok(config)
+}
+
+async fn client_or(
+    path: Option<&std::path::Path>,
+    fallback: &kube::Client,
+) -> anyhow::Result<kube::Client> {
+    Ok(match path {
+        Some(p) => k8s::build_client(Some(p)).await?,
+        None => fallback.clone(),
+    })
+}
+
+/// Starts a cluster-mode server: API discovery and object lists from the cluster, HTTPS on
+/// `--bind-address:--secure-port`, delegated authentication and authorization. Returns the
+/// bound address and the serving task.
+pub async fn start_cluster(
+    flags: &ServerFlags,
+    raw: &config::MetricsDiscoveryConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(
+    std::net::SocketAddr,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+)> {
+    let lister = k8s::build_client(flags.lister_kubeconfig.as_deref()).await?;
+    let authn_client = client_or(flags.authentication_kubeconfig.as_deref(), &lister).await?;
+    let authz_client = client_or(flags.authorization_kubeconfig.as_deref(), &lister).await?;
+    let Adapter { state, discoverer } = build_cluster_with(flags, raw, lister).await?;
+
+    let authn_config = load_authn_config(flags, &authn_client).await?;
+    let authn = Arc::new(Authenticator::new(
+        authn_config,
+        Some(TokenReviewer::new(
+            authn_client.clone(),
+            flags.authentication_token_webhook_cache_ttl,
+        )),
+    )?);
+    let authz = Arc::new(Authorizer::new(
+        Some(authz_client),
+        flags.authorization_always_allow_paths.clone(),
+        flags.authorization_webhook_cache_authorized_ttl,
+        flags.authorization_webhook_cache_unauthorized_ttl,
+    ));
+    let tls = Arc::new(TlsServer::new(
+        TlsSettings {
+            cert_file: flags.tls_cert_file.clone(),
+            key_file: flags.tls_private_key_file.clone(),
+            cert_dir: flags.cert_dir.clone(),
+            min_version: flags.tls_min_version.clone(),
+            cipher_suites: flags.tls_cipher_suites.clone(),
+            disable_http2: flags.disable_http2,
+        },
+        authn.clone(),
+        &[],
+    )?);
+    tokio::spawn(tls.clone().watch_files(flags.cert_reload_interval));
+    {
+        // CA rotation: re-read the ConfigMap and CA files, rebuild the verifiers and TLS.
+        let (flags, authn, tls, client) = (
+            flags.clone(),
+            authn.clone(),
+            tls.clone(),
+            authn_client.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(flags.authentication_config_refresh_interval).await;
+                match load_authn_config(&flags, &client).await {
+                    Ok(config) => match authn.update(config) {
+                        Ok(true) => match tls.reload() {
+                            Ok(()) => tracing::info!("authentication CAs changed; reloaded"),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "authentication CAs changed but TLS could not be rebuilt")
+                            }
+                        },
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(error = %e, "new authentication config is unusable; keeping the previous one")
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "unable to refresh the authentication config")
+                    }
+                }
+            }
+        });
+    }
+    let discovery = spawn_discovery(&state, discoverer);
+    let addr = std::net::SocketAddr::new(flags.bind_address, flags.secure_port);
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let security = Arc::new(Security { authn, authz });
+    let server = tokio::spawn(async move {
+        let result = tls
+            .serve(addr, api::router(state), security, shutdown, Some(bound_tx))
+            .await;
+        discovery.abort();
+        result.map_err(anyhow::Error::from)
+    });
+    let bound = match bound_rx.await {
+        Ok(a) => a,
+        Err(_) => {
+            return match server.await {
+                Ok(Err(e)) => Err(e),
+                _ => Err(anyhow::anyhow!(
+                    "the HTTPS server stopped before listening on {addr}"
+                )),
+            };
+        }
+    };
+    tracing::info!(address = %bound, prometheus = %flags.prometheus_url, "serving HTTPS");
+    Ok((bound, server))
 }
 
 async fn server_main(args: Vec<String>) -> anyhow::Result<()> {
@@ -256,18 +440,12 @@ async fn server_main(args: Vec<String>) -> anyhow::Result<()> {
         bail!("no metrics discovery configuration file specified (make sure to use --config)");
     };
     let raw = config::load_file(config_path)?;
-    let adapter = if flags.standalone {
-        build_standalone(&flags, &raw)?
-    } else {
-        // HTTPS with delegated authentication is not built yet: until it is, cluster mode
-        // serves plain HTTP under the same loopback rule as standalone mode.
-        tracing::warn!(
-            "cluster mode serves plain HTTP on --listen-address until HTTPS and delegated \
-             authentication land; do not expose it"
-        );
-        build_cluster(&flags, &raw).await?
-    };
-    serve_adapter(&flags, adapter, crate::server::shutdown_signal()).await
+    if flags.standalone {
+        let adapter = build_standalone(&flags, &raw)?;
+        return serve_adapter(&flags, adapter, crate::server::shutdown_signal()).await;
+    }
+    let (_, server) = start_cluster(&flags, &raw, crate::server::shutdown_signal()).await?;
+    server.await.context("the HTTPS server task failed")?
 }
 
 async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {

@@ -1,8 +1,14 @@
 //! Listening and serving.
 //!
 //! Standalone mode serves plain HTTP, on loopback unless the operator explicitly allows more.
-//! Cluster mode (HTTPS with delegated authentication and authorization) wraps the same router
-//! in layers.
+//! Cluster mode serves HTTPS with delegated authentication and authorization as a layer around
+//! the same router ([`secure`]).
+
+pub mod authn;
+pub mod authz;
+pub mod cache;
+pub mod secure;
+pub mod tls;
 
 use std::net::SocketAddr;
 
@@ -59,7 +65,7 @@ pub async fn serve_plain(
 }
 
 /// Logs each request at debug level with method, path, status and latency.
-async fn log_request(
+pub(crate) async fn log_request(
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {

@@ -43,6 +43,16 @@ pub struct FakeState {
     pub selectors: std::sync::Mutex<Vec<String>>,
     /// Watch events to send, one JSON line each.
     pub events: tokio::sync::broadcast::Sender<String>,
+    /// The `kube-system/extension-apiserver-authentication` ConfigMap's data; `None` → 404.
+    pub auth_configmap: std::sync::Mutex<Option<BTreeMap<String, String>>>,
+    /// Bearer token → (user, groups) the TokenReview accepts.
+    pub tokens: std::sync::Mutex<BTreeMap<String, (String, Vec<String>)>>,
+    /// Users the SubjectAccessReview allows.
+    pub allowed_users: std::sync::Mutex<Vec<String>>,
+    /// TokenReviews seen.
+    pub token_reviews: AtomicUsize,
+    /// SubjectAccessReview specs seen.
+    pub access_reviews: std::sync::Mutex<Vec<Value>>,
 }
 
 impl Default for FakeState {
@@ -54,6 +64,11 @@ impl Default for FakeState {
             pod_watches: AtomicUsize::new(0),
             selectors: Default::default(),
             events: tokio::sync::broadcast::channel(16).0,
+            auth_configmap: Default::default(),
+            tokens: Default::default(),
+            allowed_users: Default::default(),
+            token_reviews: AtomicUsize::new(0),
+            access_reviews: Default::default(),
         }
     }
 }
@@ -282,6 +297,71 @@ async fn list_pods(
     }
 }
 
+async fn auth_configmap(State(st): State<Arc<FakeState>>) -> Response {
+    match st.auth_configmap.lock().unwrap().clone() {
+        Some(data) => json_response(
+            json!({"kind": "ConfigMap", "apiVersion": "v1",
+                   "metadata": {"name": "extension-apiserver-authentication", "namespace": "kube-system",
+                                "uid": "cm-uid", "resourceVersion": "42", "creationTimestamp": "2026-11-01T00:00:00Z"},
+                   "data": data}),
+            "application/json",
+        ),
+        None => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "application/json")],
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                   "message": "configmaps \"extension-apiserver-authentication\" not found",
+                   "reason": "NotFound", "details": {"name": "extension-apiserver-authentication", "kind": "configmaps"}, "code": 404})
+            .to_string(),
+        )
+            .into_response(),
+    }
+}
+
+async fn token_review(State(st): State<Arc<FakeState>>, body: String) -> Response {
+    st.token_reviews.fetch_add(1, Ordering::SeqCst);
+    let req: Value = serde_json::from_str(&body).unwrap_or_default();
+    let token = req["spec"]["token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let status = match st.tokens.lock().unwrap().get(&token) {
+        Some((user, groups)) => {
+            json!({"authenticated": true, "user": {"username": user, "uid": format!("uid-{user}"), "groups": groups}, "audiences": ["https://kubernetes.default.svc"]})
+        }
+        None => json!({"user": {}, "error": "[invalid bearer token, token lookup failed]"}),
+    };
+    let mut out = req.clone();
+    out["status"] = status;
+    out["metadata"] = json!({"creationTimestamp": null});
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        out.to_string(),
+    )
+        .into_response()
+}
+
+async fn subject_access_review(State(st): State<Arc<FakeState>>, body: String) -> Response {
+    let req: Value = serde_json::from_str(&body).unwrap_or_default();
+    st.access_reviews.lock().unwrap().push(req["spec"].clone());
+    let user = req["spec"]["user"].as_str().unwrap_or_default().to_string();
+    let allowed = st.allowed_users.lock().unwrap().contains(&user);
+    let mut out = req.clone();
+    out["status"] = if allowed {
+        json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"hpa-metrics\""})
+    } else {
+        json!({"allowed": false})
+    };
+    out["metadata"] = json!({"creationTimestamp": null});
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        out.to_string(),
+    )
+        .into_response()
+}
+
 impl FakeKube {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> FakeKube {
@@ -297,6 +377,18 @@ impl FakeKube {
             )
             .route("/api/v1/namespaces/{ns}/pods", get(list_namespaced_pods))
             .route("/api/v1/pods", get(list_all_pods))
+            .route(
+                "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
+                get(auth_configmap),
+            )
+            .route(
+                "/apis/authentication.k8s.io/v1/tokenreviews",
+                axum::routing::post(token_review),
+            )
+            .route(
+                "/apis/authorization.k8s.io/v1/subjectaccessreviews",
+                axum::routing::post(subject_access_review),
+            )
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());

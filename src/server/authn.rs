@@ -1,0 +1,368 @@
+//! Delegated authentication, the way k8s.io/apiserver does it for aggregated API servers, in
+//! this order: a front-proxy client certificate makes the `X-Remote-*` headers the identity; a
+//! client certificate from the client CA makes its CN the user and its O values the groups; a
+//! bearer token is checked with a TokenReview (cached); otherwise the request is anonymous.
+//! The `X-Remote-*` headers are never read on any other connection.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::http::HeaderMap;
+use k8s_openapi::api::authentication::v1::{TokenReview, TokenReviewSpec};
+use kube::api::{Api, PostParams};
+use rustls::pki_types::{CertificateDer, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+
+use super::cache::TtlCache;
+use super::tls::{TlsError, root_store};
+
+/// Who is asking.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct UserInfo {
+    /// User name.
+    pub name: String,
+    /// UID, when the identity source gave one.
+    pub uid: String,
+    /// Groups.
+    pub groups: Vec<String>,
+    /// Extra attributes.
+    pub extra: BTreeMap<String, Vec<String>>,
+}
+
+impl UserInfo {
+    /// The anonymous user.
+    pub fn anonymous() -> UserInfo {
+        UserInfo {
+            name: "system:anonymous".into(),
+            groups: vec!["system:unauthenticated".into()],
+            ..Default::default()
+        }
+    }
+}
+
+/// The front proxy's settings (`--requestheader-*` or the ConfigMap).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RequestHeaderConfig {
+    /// CA bundle the front proxy's client certificate chains to.
+    pub ca: Vec<CertificateDer<'static>>,
+    /// Allowed common names; empty allows any.
+    pub allowed_names: Vec<String>,
+    /// Headers holding the user name (the first non-empty wins).
+    pub username_headers: Vec<String>,
+    /// Headers holding groups (all values of all of them).
+    pub group_headers: Vec<String>,
+    /// Prefixes of headers holding extra attributes.
+    pub extra_prefixes: Vec<String>,
+    /// Headers holding the UID.
+    pub uid_headers: Vec<String>,
+}
+
+/// Where client certificates may come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuthnConfig {
+    /// The client CA (`--client-ca-file` or the ConfigMap's `client-ca-file`).
+    pub client_ca: Vec<CertificateDer<'static>>,
+    /// The front proxy, when configured.
+    pub requestheader: Option<RequestHeaderConfig>,
+}
+
+impl AuthnConfig {
+    /// Every CA a client certificate may chain to: what the TLS layer accepts.
+    pub fn all_cas(&self) -> Vec<CertificateDer<'static>> {
+        let mut cas = self.client_ca.clone();
+        if let Some(rh) = &self.requestheader {
+            cas.extend(rh.ca.iter().cloned());
+        }
+        cas
+    }
+}
+
+struct Verifiers {
+    config: AuthnConfig,
+    client: Option<Arc<dyn ClientCertVerifier>>,
+    requestheader: Option<Arc<dyn ClientCertVerifier>>,
+}
+
+fn verifier(
+    cas: &[CertificateDer<'static>],
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {
+    if cas.is_empty() {
+        return Ok(None);
+    }
+    let v = WebPkiClientVerifier::builder(Arc::new(root_store(cas)?))
+        .build()
+        .map_err(|e| TlsError::Invalid(format!("client certificate verifier: {e}")))?;
+    Ok(Some(v))
+}
+
+/// Why authentication failed (401).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthnError {
+    /// The credentials were presented but are not valid.
+    #[error("{0}")]
+    Invalid(String),
+    /// The token could not be checked.
+    #[error("unable to check the bearer token: {0}")]
+    Unavailable(String),
+}
+
+/// Checks bearer tokens with TokenReviews, caching answers.
+pub struct TokenReviewer {
+    client: kube::Client,
+    ttl: Duration,
+    cache: TtlCache<String, Result<UserInfo, String>>,
+}
+
+impl TokenReviewer {
+    /// A reviewer using `client`, caching answers for `ttl`.
+    pub fn new(client: kube::Client, ttl: Duration) -> Self {
+        TokenReviewer {
+            client,
+            ttl,
+            cache: TtlCache::new(10_000),
+        }
+    }
+
+    async fn review(&self, token: &str) -> Result<UserInfo, AuthnError> {
+        // Keyed by a digest so the cache does not hold tokens.
+        let key = {
+            use sha2::Digest;
+            format!("{:x}", sha2::Sha256::digest(token.as_bytes()))
+        };
+        if let Some(cached) = self.cache.get(&key) {
+            return cached.map_err(AuthnError::Invalid);
+        }
+        let review = TokenReview {
+            spec: TokenReviewSpec {
+                token: Some(token.to_string()),
+                audiences: None,
+            },
+            ..Default::default()
+        };
+        let answer = Api::<TokenReview>::all(self.client.clone())
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| AuthnError::Unavailable(crate::query::prometheus::error_chain(&e)))?;
+        let status = answer.status.unwrap_or_default();
+        let result = match (status.authenticated, status.user) {
+            (Some(true), Some(user)) => Ok(UserInfo {
+                name: user.username.unwrap_or_default(),
+                uid: user.uid.unwrap_or_default(),
+                groups: user.groups.unwrap_or_default(),
+                extra: user.extra.unwrap_or_default(),
+            }),
+            _ => Err(status
+                .error
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "the token was not accepted".into())),
+        };
+        self.cache.insert(key, result.clone(), self.ttl);
+        result.map_err(AuthnError::Invalid)
+    }
+}
+
+/// Authenticates requests.
+pub struct Authenticator {
+    verifiers: ArcSwap<Verifiers>,
+    tokens: Option<TokenReviewer>,
+}
+
+fn header_values<'a>(
+    headers: &'a HeaderMap,
+    names: &'a [String],
+) -> impl Iterator<Item = &'a str> + 'a {
+    names
+        .iter()
+        .flat_map(move |n| headers.get_all(n.as_str()).iter())
+        .filter_map(|v| v.to_str().ok())
+}
+
+fn common_name_and_orgs(der: &[u8]) -> Option<(String, Vec<String>)> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()?
+        .as_str()
+        .ok()?
+        .to_string();
+    let orgs = subject
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(str::to_string))
+        .collect();
+    Some((cn, orgs))
+}
+
+fn verifies(verifier: &Arc<dyn ClientCertVerifier>, chain: &[Vec<u8>]) -> bool {
+    let Some((leaf, rest)) = chain.split_first() else {
+        return false;
+    };
+    let leaf = CertificateDer::from(leaf.as_slice());
+    let intermediates: Vec<CertificateDer<'_>> = rest
+        .iter()
+        .map(|c| CertificateDer::from(c.as_slice()))
+        .collect();
+    verifier
+        .verify_client_cert(&leaf, &intermediates, UnixTime::now())
+        .is_ok()
+}
+
+impl Authenticator {
+    /// An authenticator with `config`; bearer tokens are checked when `tokens` is given.
+    pub fn new(config: AuthnConfig, tokens: Option<TokenReviewer>) -> Result<Self, TlsError> {
+        Ok(Authenticator {
+            verifiers: ArcSwap::from_pointee(Self::verifiers(config)?),
+            tokens,
+        })
+    }
+
+    fn verifiers(config: AuthnConfig) -> Result<Verifiers, TlsError> {
+        Ok(Verifiers {
+            client: verifier(&config.client_ca)?,
+            requestheader: match &config.requestheader {
+                Some(rh) => verifier(&rh.ca)?,
+                None => None,
+            },
+            config,
+        })
+    }
+
+    /// Replaces the configuration (CA rotation); returns whether it changed.
+    pub fn update(&self, config: AuthnConfig) -> Result<bool, TlsError> {
+        if self.verifiers.load().config == config {
+            return Ok(false);
+        }
+        self.verifiers.store(Arc::new(Self::verifiers(config)?));
+        Ok(true)
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> AuthnConfig {
+        self.verifiers.load().config.clone()
+    }
+
+    /// Who sent a request with these peer certificates (leaf first) and headers.
+    pub async fn authenticate(
+        &self,
+        peer_certs: &[Vec<u8>],
+        headers: &HeaderMap,
+    ) -> Result<UserInfo, AuthnError> {
+        let v = self.verifiers.load_full();
+        let mut failure = None;
+        if !peer_certs.is_empty() {
+            if let (Some(rh_verifier), Some(rh)) = (&v.requestheader, &v.config.requestheader)
+                && verifies(rh_verifier, peer_certs)
+            {
+                let cn = common_name_and_orgs(&peer_certs[0])
+                    .map(|(cn, _)| cn)
+                    .unwrap_or_default();
+                if rh.allowed_names.is_empty() || rh.allowed_names.contains(&cn) {
+                    if let Some(user) =
+                        header_values(headers, &rh.username_headers).find(|u| !u.is_empty())
+                    {
+                        let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+                        for (name, value) in headers {
+                            for prefix in &rh.extra_prefixes {
+                                if let Some(key) =
+                                    name.as_str().strip_prefix(&prefix.to_ascii_lowercase())
+                                    && let Ok(value) = value.to_str()
+                                {
+                                    let key = percent_encoding::percent_decode_str(key)
+                                        .decode_utf8_lossy()
+                                        .to_lowercase();
+                                    extra.entry(key).or_default().push(value.to_string());
+                                }
+                            }
+                        }
+                        return Ok(UserInfo {
+                            name: user.to_string(),
+                            uid: header_values(headers, &rh.uid_headers)
+                                .next()
+                                .unwrap_or_default()
+                                .to_string(),
+                            groups: header_values(headers, &rh.group_headers)
+                                .map(str::to_string)
+                                .collect(),
+                            extra,
+                        });
+                    }
+                } else {
+                    failure = Some(format!(
+                        "front-proxy client certificate CN {cn:?} is not in --requestheader-allowed-names"
+                    ));
+                }
+            }
+            if let Some(client_verifier) = &v.client
+                && verifies(client_verifier, peer_certs)
+                && let Some((cn, orgs)) = common_name_and_orgs(&peer_certs[0])
+            {
+                return Ok(UserInfo {
+                    name: cn,
+                    groups: orgs,
+                    ..Default::default()
+                });
+            }
+        }
+        if let Some(token) = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+        {
+            return match &self.tokens {
+                Some(reviewer) => reviewer.review(token).await,
+                None => Err(AuthnError::Invalid(
+                    "bearer tokens are not accepted (no authentication kubeconfig)".into(),
+                )),
+            };
+        }
+        match failure {
+            Some(f) => Err(AuthnError::Invalid(f)),
+            None => Ok(UserInfo::anonymous()),
+        }
+    }
+}
+
+/// Reads the `kube-system/extension-apiserver-authentication` ConfigMap's data into an
+/// [`AuthnConfig`]. List values are JSON arrays of strings.
+pub fn config_from_configmap(data: &BTreeMap<String, String>) -> Result<AuthnConfig, TlsError> {
+    let list = |key: &str| -> Result<Vec<String>, TlsError> {
+        match data.get(key) {
+            None => Ok(Vec::new()),
+            Some(v) if v.trim().is_empty() => Ok(Vec::new()),
+            Some(v) => serde_json::from_str(v).map_err(|e| {
+                TlsError::Invalid(format!("extension-apiserver-authentication {key}: {e}"))
+            }),
+        }
+    };
+    let client_ca = match data.get("client-ca-file") {
+        Some(pem) if !pem.trim().is_empty() => {
+            super::tls::read_certs(pem.as_bytes(), "client-ca-file")?
+        }
+        _ => Vec::new(),
+    };
+    let requestheader = match data.get("requestheader-client-ca-file") {
+        Some(pem) if !pem.trim().is_empty() => Some(RequestHeaderConfig {
+            ca: super::tls::read_certs(pem.as_bytes(), "requestheader-client-ca-file")?,
+            allowed_names: list("requestheader-allowed-names")?,
+            username_headers: lowercase(list("requestheader-username-headers")?),
+            group_headers: lowercase(list("requestheader-group-headers")?),
+            extra_prefixes: lowercase(list("requestheader-extra-headers-prefix")?),
+            uid_headers: lowercase(list("requestheader-uid-headers")?),
+        }),
+        _ => None,
+    };
+    Ok(AuthnConfig {
+        client_ca,
+        requestheader,
+    })
+}
+
+/// Header names compare case-insensitively; `HeaderMap` stores them lower-case.
+pub fn lowercase(v: Vec<String>) -> Vec<String> {
+    v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
+}
