@@ -16,6 +16,7 @@ pub mod k8s;
 pub mod query;
 pub mod rules;
 pub mod server;
+pub mod telemetry;
 
 /// Installs rustls' ring provider as the process default. Idempotent; must run before any TLS
 /// client or server is built, because with no provider installed rustls panics.

@@ -381,6 +381,52 @@ async fn a_rule_that_cannot_work_answers_500_naming_the_rule_and_the_problem() {
 }
 
 #[tokio::test]
+async fn self_metrics_and_openapi_documents_are_served() {
+    let url = common::prometheus().url().to_string();
+    let a = adapter(&url).await;
+    let (code, _) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/flask_http_request_per_second")
+        .await;
+    assert_eq!(code, 200);
+    let resp = a
+        .http
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = resp.text().await.unwrap();
+    for needle in [
+        "prom_metrics_adapter_http_requests_total{handler=\"custom_metrics\",code=\"200\"}",
+        "prom_metrics_adapter_prometheus_request_duration_seconds_count{endpoint=\"/api/v1/query\"}",
+        "prom_metrics_adapter_discovered_metrics{api=\"custom\"}",
+        "prom_metrics_adapter_relist_duration_seconds_count",
+        "prom_metrics_adapter_last_successful_relist_timestamp_seconds",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    let (code, v2) = a.get("/openapi/v2").await;
+    assert_eq!(code, 200);
+    assert_eq!(v2["swagger"], "2.0");
+    assert!(v2["paths"]["/apis/custom.metrics.k8s.io/v1beta2/namespaces/{namespace}/{resource}/{name}/{metric}"].is_object());
+    let (code, v3) = a.get("/openapi/v3").await;
+    assert_eq!(code, 200);
+    let url = v3["paths"]["apis/external.metrics.k8s.io/v1beta1"]["serverRelativeURL"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (code, doc) = a.get(&url).await;
+    assert_eq!(code, 200);
+    assert_eq!(doc["openapi"], "3.0.0");
+}
+
+#[tokio::test]
 async fn health_endpoints_answer() {
     for (backend, url) in backends() {
         eprintln!("-- on {backend}");

@@ -7,6 +7,7 @@
 pub mod custom;
 pub mod error;
 pub mod external;
+pub mod openapi;
 pub mod request;
 pub mod types;
 
@@ -229,6 +230,34 @@ async fn version() -> Json<serde_json::Value> {
     }))
 }
 
+async fn metrics() -> Response {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        crate::telemetry::metrics().encode(),
+    )
+        .into_response()
+}
+
+async fn openapi_v2(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(openapi::v2(&app.config.load()))
+}
+
+async fn openapi_v3(State(app): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    Json(openapi::v3_index(&app.config.load()))
+}
+
+async fn openapi_v3_gv(
+    State(app): State<Arc<AppState>>,
+    axum::extract::Path((group, version)): axum::extract::Path<(String, String)>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    openapi::v3_group_version(&app.config.load(), &group, &version)
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no OpenAPI document for {group}/{version}")))
+}
+
 async fn fallback(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!(
         "the server could not find the requested resource {}",
@@ -262,6 +291,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/livez", get(healthz))
         .route("/readyz", get(readyz))
         .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .route("/openapi/v2", get(openapi_v2))
+        .route("/openapi/v3", get(openapi_v3))
+        .route("/openapi/v3/apis/{group}/{version}", get(openapi_v3_gv))
         .fallback(fallback)
         .with_state(state)
 }

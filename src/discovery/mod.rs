@@ -147,6 +147,21 @@ impl Discoverer {
             failures,
             duration: started.elapsed(),
         };
+        let m = crate::telemetry::metrics();
+        m.relist_duration.observe(report.duration.as_secs_f64());
+        m.discovered_series
+            .set(self.answers.values().map(|a| a.series.len() as i64).sum());
+        for (api, n) in [
+            ("custom", registry.custom_keys().len()),
+            ("external", registry.external_names().len()),
+        ] {
+            m.discovered_metrics
+                .get_or_create(&crate::telemetry::ApiLabels { api: api.into() })
+                .set(n as i64);
+        }
+        if report.failures.is_empty() {
+            m.last_successful_relist.set(unix_now() as i64);
+        }
         tracing::info!(
             custom_metrics = registry.custom_keys().len(),
             external_metrics = registry.external_names().len(),

@@ -390,6 +390,17 @@ impl PrometheusClient {
 
     /// Runs an instant query at `time` (Unix seconds).
     pub async fn query(&self, query: &str, time: f64) -> Result<QueryResult, PrometheusError> {
+        let started = Instant::now();
+        let result = self.query_inner(query, time).await;
+        crate::telemetry::metrics().backend_call(
+            "/api/v1/query",
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    async fn query_inner(&self, query: &str, time: f64) -> Result<QueryResult, PrometheusError> {
         let time = format!("{time:.3}");
         let timeout = format!("{}ms", self.query_timeout.as_millis());
         let (url, resp) = self
@@ -419,6 +430,22 @@ impl PrometheusClient {
     /// Lists the series matching `selector` with samples in `[start, end]`, keeping only names
     /// and label names. The body is decoded as it arrives, off the async threads.
     pub async fn series(
+        &self,
+        selector: &str,
+        start: f64,
+        end: f64,
+    ) -> Result<SeriesSet, PrometheusError> {
+        let started = Instant::now();
+        let result = self.series_inner(selector, start, end).await;
+        crate::telemetry::metrics().backend_call(
+            "/api/v1/series",
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    async fn series_inner(
         &self,
         selector: &str,
         start: f64,

@@ -133,6 +133,10 @@ impl TokenReviewer {
             format!("{:x}", sha2::Sha256::digest(token.as_bytes()))
         };
         if let Some(cached) = self.cache.get(&key) {
+            crate::telemetry::Metrics::outcome(
+                &crate::telemetry::metrics().auth_cache_hits,
+                "token_review",
+            );
             return cached.map_err(AuthnError::Invalid);
         }
         let review = TokenReview {
@@ -299,6 +303,10 @@ impl Authenticator {
                 && verifies(client_verifier, peer_certs)
                 && let Some((cn, orgs)) = common_name_and_orgs(&peer_certs[0])
             {
+                crate::telemetry::Metrics::outcome(
+                    &crate::telemetry::metrics().authentications,
+                    "client_cert",
+                );
                 return Ok(UserInfo {
                     name: cn,
                     groups: orgs,
@@ -313,6 +321,10 @@ impl Authenticator {
             .map(str::trim)
             .filter(|t| !t.is_empty())
         {
+            crate::telemetry::Metrics::outcome(
+                &crate::telemetry::metrics().authentications,
+                "token",
+            );
             return match &self.tokens {
                 Some(reviewer) => reviewer.review(token).await,
                 None => Err(AuthnError::Invalid(
@@ -322,7 +334,13 @@ impl Authenticator {
         }
         match failure {
             Some(f) => Err(AuthnError::Invalid(f)),
-            None => Ok(UserInfo::anonymous()),
+            None => {
+                crate::telemetry::Metrics::outcome(
+                    &crate::telemetry::metrics().authentications,
+                    "anonymous",
+                );
+                Ok(UserInfo::anonymous())
+            }
         }
     }
 }

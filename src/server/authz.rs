@@ -180,6 +180,10 @@ impl Authorizer {
         }
         let key = (user.clone(), attrs.clone());
         if let Some(d) = self.cache.get(&key) {
+            crate::telemetry::Metrics::outcome(
+                &crate::telemetry::metrics().auth_cache_hits,
+                "subject_access_review",
+            );
             return Ok(d);
         }
         let Some(client) = &self.client else {

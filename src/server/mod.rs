@@ -73,6 +73,15 @@ pub(crate) async fn log_request(
     let uri = req.uri().clone();
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
+    let labels = crate::telemetry::RequestLabels {
+        handler: crate::telemetry::handler_class(uri.path()).to_string(),
+        code: resp.status().as_u16().to_string(),
+    };
+    let m = crate::telemetry::metrics();
+    m.requests.get_or_create(&labels).inc();
+    m.request_duration
+        .get_or_create(&labels)
+        .observe(started.elapsed().as_secs_f64());
     tracing::debug!(
         %method,
         path = uri.path(),

@@ -39,9 +39,11 @@ pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Ne
         .get::<Arc<TlsInfo>>()
         .map(|i| i.peer_certificates.clone())
         .unwrap_or_default();
+    let metrics = crate::telemetry::metrics();
     let user = match sec.authn.authenticate(&peer_certs, req.headers()).await {
         Ok(user) => user,
         Err(e) => {
+            crate::telemetry::Metrics::outcome(&metrics.authentications, "error");
             tracing::info!(%path, error = %e, "authentication failed");
             return ApiError::Unauthorized(format!("Unauthorized: {e}")).into_response();
         }
@@ -49,10 +51,12 @@ pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Ne
     let attrs = Attributes::from_path(&path);
     match sec.authz.authorize(&user, &attrs).await {
         Ok(d) if d.allowed => {
+            crate::telemetry::Metrics::outcome(&metrics.authorizations, "allowed");
             tracing::debug!(user = %user.name, %path, "authorized");
             next.run(req).await
         }
         Ok(d) => {
+            crate::telemetry::Metrics::outcome(&metrics.authorizations, "denied");
             let reason = if d.reason.is_empty() {
                 String::new()
             } else {
@@ -66,7 +70,10 @@ pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Ne
             ))
             .into_response()
         }
-        Err(e) => ApiError::Internal(e.to_string()).into_response(),
+        Err(e) => {
+            crate::telemetry::Metrics::outcome(&metrics.authorizations, "error");
+            ApiError::Internal(e.to_string()).into_response()
+        }
     }
 }
 

@@ -1,0 +1,258 @@
+//! The adapter's own metrics, served at `/metrics` in the Prometheus text format.
+//!
+//! One process-wide registry, as Prometheus client libraries conventionally keep: the Prometheus
+//! client, discovery, the API and the authentication layer all record into it without threading
+//! a handle through every constructor. Label values are bounded (handler classes, status codes,
+//! endpoints), never request input.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Labels of served requests.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// `custom_metrics`, `external_metrics`, `discovery`, `health`, `metrics`, `openapi`, `other`.
+    pub handler: String,
+    /// HTTP status code.
+    pub code: String,
+}
+
+/// Labels of calls to Prometheus.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    /// `/api/v1/query` or `/api/v1/series`.
+    pub endpoint: String,
+}
+
+/// Labels of a discovery gauge.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    /// `custom` or `external`.
+    pub api: String,
+}
+
+/// Labels of authentication and authorization outcomes.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// For authentication: `front_proxy`, `client_cert`, `token`, `anonymous`, `error`;
+    /// for authorization: `allowed`, `denied`, `error`.
+    pub result: String,
+}
+
+/// Every metric the adapter exports.
+pub struct Metrics {
+    registry: Registry,
+    /// Served requests.
+    pub requests: Family<RequestLabels, Counter>,
+    /// Served request latency.
+    pub request_duration: Family<RequestLabels, Histogram>,
+    /// Prometheus call latency.
+    pub backend_duration: Family<BackendLabels, Histogram>,
+    /// Failed Prometheus calls.
+    pub backend_errors: Family<BackendLabels, Counter>,
+    /// Relist duration.
+    pub relist_duration: Histogram,
+    /// Distinct series shapes listed at the last relist.
+    pub discovered_series: Gauge,
+    /// API metrics served, by API.
+    pub discovered_metrics: Family<ApiLabels, Gauge>,
+    /// Unix time of the last relist in which every query succeeded.
+    pub last_successful_relist: Gauge,
+    /// Authentication outcomes.
+    pub authentications: Family<OutcomeLabels, Counter>,
+    /// Authorization outcomes.
+    pub authorizations: Family<OutcomeLabels, Counter>,
+    /// Authentication and authorization answers served from cache.
+    pub auth_cache_hits: Family<OutcomeLabels, Counter>,
+}
+
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+}
+
+/// The process-wide metrics.
+pub fn metrics() -> &'static Metrics {
+    static METRICS: OnceLock<Metrics> = OnceLock::new();
+    METRICS.get_or_init(|| {
+        let mut registry = Registry::with_prefix("prom_metrics_adapter");
+        let m = Metrics {
+            requests: Family::default(),
+            request_duration: Family::new_with_constructor(latency),
+            backend_duration: Family::new_with_constructor(latency),
+            backend_errors: Family::default(),
+            relist_duration: Histogram::new(exponential_buckets(0.01, 2.0, 14)),
+            discovered_series: Gauge::default(),
+            discovered_metrics: Family::default(),
+            last_successful_relist: Gauge::default(),
+            authentications: Family::default(),
+            authorizations: Family::default(),
+            auth_cache_hits: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "http_requests",
+            "Requests served, by handler and status code",
+            m.requests.clone(),
+        );
+        registry.register_with_unit(
+            "http_request_duration",
+            "Latency of served requests",
+            prometheus_client::registry::Unit::Seconds,
+            m.request_duration.clone(),
+        );
+        registry.register_with_unit(
+            "prometheus_request_duration",
+            "Latency of calls to Prometheus",
+            prometheus_client::registry::Unit::Seconds,
+            m.backend_duration.clone(),
+        );
+        registry.register(
+            "prometheus_request_errors",
+            "Failed calls to Prometheus",
+            m.backend_errors.clone(),
+        );
+        registry.register_with_unit(
+            "relist_duration",
+            "Duration of series relists",
+            prometheus_client::registry::Unit::Seconds,
+            m.relist_duration.clone(),
+        );
+        registry.register(
+            "discovered_series",
+            "Distinct series listed at the last relist",
+            m.discovered_series.clone(),
+        );
+        registry.register(
+            "discovered_metrics",
+            "API metrics served, by API",
+            m.discovered_metrics.clone(),
+        );
+        registry.register(
+            "last_successful_relist_timestamp_seconds",
+            "Unix time of the last relist in which every series query succeeded",
+            m.last_successful_relist.clone(),
+        );
+        registry.register(
+            "authentications",
+            "Authentication outcomes",
+            m.authentications.clone(),
+        );
+        registry.register(
+            "authorizations",
+            "Authorization outcomes",
+            m.authorizations.clone(),
+        );
+        registry.register(
+            "auth_cache_hits",
+            "Authentication and authorization answers served from cache",
+            m.auth_cache_hits.clone(),
+        );
+        Metrics { registry, ..m }
+    })
+}
+
+impl Metrics {
+    /// The text exposition.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "unable to encode metrics");
+        }
+        out
+    }
+
+    /// Records a Prometheus call.
+    pub fn backend_call(&self, endpoint: &str, took: Duration, ok: bool) {
+        let labels = BackendLabels {
+            endpoint: endpoint.to_string(),
+        };
+        self.backend_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+        if !ok {
+            self.backend_errors.get_or_create(&labels).inc();
+        }
+    }
+
+    /// Counts an outcome.
+    pub fn outcome(family: &Family<OutcomeLabels, Counter>, result: &str) {
+        family
+            .get_or_create(&OutcomeLabels {
+                result: result.to_string(),
+            })
+            .inc();
+    }
+}
+
+/// The handler class of a path, for request metrics.
+pub fn handler_class(path: &str) -> &'static str {
+    if path.starts_with("/apis/custom.metrics.k8s.io/") && path.matches('/').count() > 3 {
+        "custom_metrics"
+    } else if path.starts_with("/apis/external.metrics.k8s.io/") && path.matches('/').count() > 3 {
+        "external_metrics"
+    } else if path == "/apis" || path.starts_with("/apis/") {
+        "discovery"
+    } else if matches!(path, "/healthz" | "/livez" | "/readyz") {
+        "health"
+    } else if path == "/metrics" {
+        "metrics"
+    } else if path.starts_with("/openapi") {
+        "openapi"
+    } else {
+        "other"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_encode_with_the_prefix_and_conventions() {
+        let m = metrics();
+        m.requests
+            .get_or_create(&RequestLabels {
+                handler: "custom_metrics".into(),
+                code: "200".into(),
+            })
+            .inc();
+        m.backend_call("/api/v1/query", Duration::from_millis(3), false);
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "prom_metrics_adapter_http_requests_total{handler=\"custom_metrics\",code=\"200\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("prom_metrics_adapter_prometheus_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "prom_metrics_adapter_prometheus_request_errors_total{endpoint=\"/api/v1/query\"}"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("prom_metrics_adapter_last_successful_relist_timestamp_seconds"),
+            "{text}"
+        );
+        assert_eq!(
+            handler_class("/apis/custom.metrics.k8s.io/v1beta1/namespaces/a/pods/*/m"),
+            "custom_metrics"
+        );
+        assert_eq!(
+            handler_class("/apis/custom.metrics.k8s.io/v1beta1"),
+            "discovery"
+        );
+        assert_eq!(handler_class("/readyz"), "health");
+    }
+}
