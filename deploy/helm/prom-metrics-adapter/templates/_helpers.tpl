@@ -1,0 +1,142 @@
+{{/*
+Chart name, overridable with nameOverride.
+*/}}
+{{- define "pma.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/*
+Full name of the release's objects: fullnameOverride, else the release name when it already
+contains the chart name, else "<release>-<chart>"; at most 63 characters.
+*/}}
+{{- define "pma.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Namespace of the namespaced objects.
+*/}}
+{{- define "pma.namespace" -}}
+{{- default .Release.Namespace .Values.namespaceOverride -}}
+{{- end -}}
+
+{{/*
+Labels that select the adapter's pods.
+*/}}
+{{- define "pma.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "pma.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end -}}
+
+{{/*
+Labels on every object.
+*/}}
+{{- define "pma.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{ include "pma.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/component: metrics-adapter
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- with .Values.customLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/*
+metadata.labels and, when customAnnotations is set, metadata.annotations of an object,
+for inclusion with nindent 2 under `metadata:`.
+*/}}
+{{- define "pma.metadata" -}}
+labels:
+  {{- include "pma.labels" . | nindent 2 }}
+{{- with .Values.customAnnotations }}
+annotations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The service account the pods run as.
+*/}}
+{{- define "pma.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "pma.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+Whether each API is served, hence gets an APIService: "true" or "". apiServices.<api> overrides
+what the rules imply when it is not null.
+*/}}
+{{- define "pma.serves.custom" -}}
+{{- if kindIs "invalid" .Values.apiServices.custom -}}
+{{- if or .Values.rules.default .Values.rules.custom }}true{{ end -}}
+{{- else if .Values.apiServices.custom }}true{{ end -}}
+{{- end -}}
+
+{{- define "pma.serves.external" -}}
+{{- if kindIs "invalid" .Values.apiServices.external -}}
+{{- if .Values.rules.external }}true{{ end -}}
+{{- else if .Values.apiServices.external }}true{{ end -}}
+{{- end -}}
+
+{{- define "pma.serves.resource" -}}
+{{- if kindIs "invalid" .Values.apiServices.resource -}}
+{{- if .Values.rules.resource }}true{{ end -}}
+{{- else if .Values.apiServices.resource }}true{{ end -}}
+{{- end -}}
+
+{{/*
+Whether the adapter serves a certificate the aggregator can verify (else insecureSkipTLSVerify).
+*/}}
+{{- define "pma.verifiedTLS" -}}
+{{- if or .Values.tls.enable .Values.certManager.enabled }}true{{ end -}}
+{{- end -}}
+
+{{/*
+One APIService. Arguments: a dict with "root" (the chart context), "group", "version" and
+"priority".
+*/}}
+{{- define "pma.apiService" -}}
+{{- $root := .root -}}
+apiVersion: apiregistration.k8s.io/v1
+kind: APIService
+metadata:
+  name: {{ .version }}.{{ .group }}
+  labels:
+    {{- include "pma.labels" $root | nindent 4 }}
+  {{- if or $root.Values.certManager.enabled $root.Values.customAnnotations }}
+  annotations:
+    {{- if $root.Values.certManager.enabled }}
+    cert-manager.io/inject-ca-from: {{ printf "%s/%s-root-cert" (include "pma.namespace" $root) (include "pma.fullname" $root) | quote }}
+    {{- end }}
+    {{- with $root.Values.customAnnotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  {{- end }}
+spec:
+  group: {{ .group }}
+  version: {{ .version }}
+  service:
+    name: {{ include "pma.fullname" $root }}
+    namespace: {{ include "pma.namespace" $root }}
+    port: {{ $root.Values.service.port }}
+  {{- if $root.Values.tls.enable }}
+  caBundle: {{ required "tls.ca is required when tls.enable is true" $root.Values.tls.ca | b64enc }}
+  {{- else if not $root.Values.certManager.enabled }}
+  insecureSkipTLSVerify: true
+  {{- end }}
+  groupPriorityMinimum: 100
+  versionPriority: {{ .priority }}
+{{- end -}}
