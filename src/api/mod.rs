@@ -9,6 +9,7 @@ pub mod error;
 pub mod external;
 pub mod openapi;
 pub mod request;
+pub mod resource;
 pub mod types;
 
 use std::sync::Arc;
@@ -205,6 +206,23 @@ async fn external_guarded(
     external::get_external_metric(state, uri).await
 }
 
+async fn resource_group(State(app): State<Arc<AppState>>) -> Result<Json<ApiGroup>, ApiError> {
+    served_groups(&app.config.load(), true)
+        .into_iter()
+        .find(|g| g.name == resource::GROUP)
+        .map(Json)
+        .ok_or_else(|| not_served(resource::GROUP))
+}
+
+async fn resource_resources(
+    State(app): State<Arc<AppState>>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    if app.config.load().resource_rules.is_none() {
+        return Err(not_served(resource::GROUP));
+    }
+    Ok(Json(resource::resource_list()))
+}
+
 async fn healthz() -> &'static str {
     "ok"
 }
@@ -286,6 +304,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route(
             "/apis/external.metrics.k8s.io/{version}/{*rest}",
             get(external_guarded),
+        )
+        .route("/apis/metrics.k8s.io", get(resource_group))
+        .route("/apis/metrics.k8s.io/v1beta1", get(resource_resources))
+        .route(
+            "/apis/metrics.k8s.io/{version}/{*rest}",
+            get(resource::get_resource_metrics),
         )
         .route("/healthz", get(healthz))
         .route("/livez", get(healthz))

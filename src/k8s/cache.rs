@@ -33,10 +33,21 @@ impl Drop for ResourceCache {
     }
 }
 
-/// Per-resource metadata caches, started on first use.
+/// An object as the caches keep it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+/// Per-resource metadata caches (one per resource and field selector), started on first use.
 pub struct ObjectCache {
     client: kube::Client,
-    caches: Mutex<HashMap<GroupResource, Arc<ResourceCache>>>,
+    caches: Mutex<HashMap<(GroupResource, String), Arc<ResourceCache>>>,
 }
 
 impl std::fmt::Debug for ObjectCache {
@@ -70,15 +81,15 @@ impl ObjectCache {
         }
     }
 
-    fn cache_for(&self, info: &ResourceInfo) -> Arc<ResourceCache> {
+    fn cache_for(&self, info: &ResourceInfo, fields: &str) -> Arc<ResourceCache> {
         let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
         caches
-            .entry(info.group_resource())
-            .or_insert_with(|| Arc::new(self.start(info)))
+            .entry((info.group_resource(), fields.to_string()))
+            .or_insert_with(|| Arc::new(self.start(info, fields)))
             .clone()
     }
 
-    fn start(&self, info: &ResourceInfo) -> ResourceCache {
+    fn start(&self, info: &ResourceInfo, fields: &str) -> ResourceCache {
         let ar = api_resource(info);
         let api: Api<Meta> = Api::all_with(self.client.clone(), &ar);
         let writer = reflector::store::Writer::new(ar);
@@ -86,7 +97,11 @@ impl ObjectCache {
         let synced = Arc::new(AtomicBool::new(false));
         let flag = synced.clone();
         let resource = info.group_resource().to_string();
-        let stream = watcher::watcher(api, watcher::Config::default())
+        let mut config = watcher::Config::default();
+        if !fields.is_empty() {
+            config = config.fields(fields);
+        }
+        let stream = watcher::watcher(api, config)
             .modify(|m: &mut Meta| {
                 // Only names, namespaces and labels are needed; the rest is memory.
                 m.metadata.managed_fields = None;
@@ -117,20 +132,22 @@ impl ObjectCache {
         }
     }
 
-    /// The sorted names of matching objects, or `None` while the cache has not synced (the
-    /// caller then LISTs). Starts the cache on first use.
-    pub fn names(
+    /// The matching objects sorted by namespace and name, or `None` while the cache has not
+    /// synced (the caller then LISTs). `fields` is a server-side field selector
+    /// (`status.phase=Running`), part of the cache's identity. Starts the cache on first use.
+    pub fn objects(
         &self,
         info: &ResourceInfo,
         namespace: Option<&str>,
         selector: &Selector,
-    ) -> Option<Vec<String>> {
-        let cache = self.cache_for(info);
+        fields: &str,
+    ) -> Option<Vec<ObjectMeta>> {
+        let cache = self.cache_for(info, fields);
         if !cache.synced.load(Ordering::Acquire) {
             return None;
         }
         let empty = Default::default();
-        let mut names: Vec<String> = cache
+        let mut objects: Vec<ObjectMeta> = cache
             .store
             .state()
             .iter()
@@ -139,10 +156,16 @@ impl ObjectCache {
                 _ => true,
             })
             .filter(|o| selector.matches(o.metadata.labels.as_ref().unwrap_or(&empty)))
-            .filter_map(|o| o.metadata.name.clone())
-            .filter(|n| crate::rules::selector::is_dns1123_subdomain(n))
+            .filter_map(|o| {
+                Some(ObjectMeta {
+                    namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                    name: o.metadata.name.clone()?,
+                    labels: o.metadata.labels.clone().unwrap_or_default(),
+                })
+            })
+            .filter(|o| crate::rules::selector::is_dns1123_subdomain(&o.name))
             .collect();
-        names.sort();
-        Some(names)
+        objects.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        Some(objects)
     }
 }

@@ -252,15 +252,31 @@ impl KubeObjectLister {
     }
 
     /// Names of the `resource` objects in `namespace` (all namespaces for cluster-scoped
-    /// resources) that match `selector`, in the API server's order.
+    /// resources) that match `selector`.
     pub async fn list(
         &self,
         resource: &ResourceInfo,
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<String>, K8sError> {
-        if let Some(names) = self.cache.names(resource, namespace, selector) {
-            return Ok(names);
+        Ok(self
+            .objects(resource, namespace, selector, "")
+            .await?
+            .into_iter()
+            .map(|o| o.name)
+            .collect())
+    }
+
+    /// The matching objects with their labels, from the cache or else a metadata LIST.
+    pub async fn objects(
+        &self,
+        resource: &ResourceInfo,
+        namespace: Option<&str>,
+        selector: &Selector,
+        fields: &str,
+    ) -> Result<Vec<cache::ObjectMeta>, K8sError> {
+        if let Some(objects) = self.cache.objects(resource, namespace, selector, fields) {
+            return Ok(objects);
         }
         let ar = cache::api_resource(resource);
         let api: Api<DynamicObject> = match namespace {
@@ -272,14 +288,26 @@ impl KubeObjectLister {
         if !selector.is_empty() {
             params = params.labels(&selector.to_string());
         }
+        if !fields.is_empty() {
+            params = params.fields(fields);
+        }
         let list = api
             .list_metadata(&params)
             .await
             .map_err(api_err(format!("listing {}", resource.group_resource())))?;
+        // Names join into an unescaped regex alternation; a name that is not a DNS subdomain
+        // (possible for a few kinds) could widen it, so it is left out.
         Ok(list
             .items
             .into_iter()
-            .filter_map(|o| o.metadata.name)
+            .filter_map(|o| {
+                Some(cache::ObjectMeta {
+                    namespace: o.metadata.namespace.unwrap_or_default(),
+                    name: o.metadata.name?,
+                    labels: o.metadata.labels.unwrap_or_default(),
+                })
+            })
+            .filter(|o| crate::rules::selector::is_dns1123_subdomain(&o.name))
             .collect())
     }
 }

@@ -4,6 +4,7 @@
 pub mod objects;
 pub mod prometheus;
 pub mod quantity;
+pub mod resource_metrics;
 pub mod values;
 
 pub use prometheus::{

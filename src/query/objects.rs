@@ -83,6 +83,14 @@ pub enum ObjectLister {
 }
 
 impl ObjectLister {
+    /// The Kubernetes lister, in cluster mode.
+    pub fn kube(&self) -> Option<&KubeObjectLister> {
+        match self {
+            ObjectLister::Kube(k) => Some(k),
+            ObjectLister::Series(_) => None,
+        }
+    }
+
     /// Lists the objects a `*` request is about.
     pub async fn list(&self, req: ListRequest<'_>) -> Result<Vec<String>, String> {
         match self {

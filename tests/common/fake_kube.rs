@@ -297,6 +297,41 @@ async fn list_pods(
     }
 }
 
+async fn list_nodes(
+    State(st): State<Arc<FakeState>>,
+    Query(q): Query<BTreeMap<String, String>>,
+    headers: HeaderMap,
+) -> Response {
+    if q.get("watch").is_some_and(|w| w == "true" || w == "1") {
+        return watch_pods(&st);
+    }
+    let metadata_only = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
+    let selector = Selector::parse(q.get("labelSelector").map(String::as_str).unwrap_or(""))
+        .unwrap_or_default();
+    let items: Vec<Value> = [("node-a", "amd64"), ("node-b", "arm64")]
+        .iter()
+        .filter(|(_, arch)| selector.matches(&BTreeMap::from([("kubernetes.io/arch".to_string(), arch.to_string())])))
+        .map(|(name, arch)| {
+            let meta = json!({"name": name, "uid": format!("uid-{name}"), "resourceVersion": "7",
+                "creationTimestamp": "2026-11-01T00:00:00Z", "labels": {"kubernetes.io/arch": arch}});
+            if metadata_only {
+                json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
+            } else {
+                json!({"metadata": meta})
+            }
+        })
+        .collect();
+    json_response(
+        json!({"kind": if metadata_only { "PartialObjectMetadataList" } else { "NodeList" },
+               "apiVersion": if metadata_only { "meta.k8s.io/v1" } else { "v1" },
+               "metadata": {"resourceVersion": "7"}, "items": items}),
+        "application/json",
+    )
+}
+
 async fn auth_configmap(State(st): State<Arc<FakeState>>) -> Response {
     match st.auth_configmap.lock().unwrap().clone() {
         Some(data) => json_response(
@@ -377,6 +412,7 @@ impl FakeKube {
             )
             .route("/api/v1/namespaces/{ns}/pods", get(list_namespaced_pods))
             .route("/api/v1/pods", get(list_all_pods))
+            .route("/api/v1/nodes", get(list_nodes))
             .route(
                 "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
                 get(auth_configmap),

@@ -1,6 +1,8 @@
 //! The HPA's replica arithmetic (spec hpa-and-peers.md §1.1), applied to our API's answers so
 //! that examples are proved end to end.
 
+#![allow(dead_code)]
+
 /// An HPA's bounds and state.
 #[derive(Clone, Copy, Debug)]
 pub struct Hpa {
@@ -66,6 +68,24 @@ impl Hpa {
             return self.clamp(self.current);
         }
         self.clamp((ratio * per_pod.len() as f64).ceil() as u32)
+    }
+}
+
+impl Hpa {
+    /// Resource metric, target `Utilization`: `100 × Σusage / Σrequests` over the pods with
+    /// metrics, against the target percentage; `ceil(ratio × pods)`.
+    pub fn resource_utilization(
+        &self,
+        usage: &[f64],
+        requests: &[f64],
+        target_percent: f64,
+    ) -> u32 {
+        let utilization = 100.0 * usage.iter().sum::<f64>() / requests.iter().sum::<f64>();
+        let ratio = utilization / target_percent;
+        if self.within_tolerance(ratio) {
+            return self.clamp(self.current);
+        }
+        self.clamp((ratio * usage.len() as f64).ceil() as u32)
     }
 }
 
