@@ -24,7 +24,15 @@ fn rules() -> String {
 const MI: f64 = 1024.0 * 1024.0;
 
 /// (namespace, pod, container, CPU cores, memory bytes); `None` means no series.
-const CONTAINERS: &[(&str, &str, &str, Option<f64>, Option<f64>)] = &[
+type Container = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Option<f64>,
+    Option<f64>,
+);
+
+const CONTAINERS: &[Container] = &[
     ("default", "web-1", "app", Some(0.25), Some(100.0 * MI)),
     ("default", "web-1", "sidecar", Some(0.05), Some(20.0 * MI)),
     ("default", "web-2", "app", Some(0.5), Some(200.0 * MI)),
