@@ -30,18 +30,9 @@ fn go_duration_nonzero(s: &str) -> Result<Duration, String> {
     }
 }
 
-/// Serves the Kubernetes custom and external metrics APIs from Prometheus.
-///
-/// Flags keep prometheus-adapter's names and defaults; apiserver, audit and klog flags that are
-/// not acted on are accepted with a warning, and positional arguments (such as `/adapter`) are
-/// ignored, so existing Deployments work unchanged.
-#[derive(Clone, Debug, Parser)]
-#[command(name = "prom-metrics-adapter", version, about, long_about = None)]
-pub struct ServerFlags {
-    /// Rules file in prometheus-adapter's format (required).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-
+/// How to reach Prometheus: shared by the server and the `check` and `explain` subcommands.
+#[derive(Clone, Debug, clap::Args)]
+pub struct PrometheusArgs {
     /// Prometheus base URL; a path prefix (Thanos, Mimir) is kept.
     #[arg(long, default_value = "https://localhost")]
     pub prometheus_url: String,
@@ -83,6 +74,36 @@ pub struct ServerFlags {
     /// Timeout of one Prometheus query (ours; upstream has none).
     #[arg(long, default_value = "30s", value_parser = go_duration_nonzero)]
     pub prometheus_query_timeout: Duration,
+}
+
+impl PrometheusArgs {
+    /// `--prometheus-header` values split at the first `=`; `Key` alone gives an empty value.
+    pub fn headers(&self) -> Vec<(String, String)> {
+        self.prometheus_header
+            .iter()
+            .map(|h| match h.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                None => (h.clone(), String::new()),
+            })
+            .collect()
+    }
+}
+
+/// Serves the Kubernetes custom and external metrics APIs from Prometheus.
+///
+/// Flags keep prometheus-adapter's names and defaults; apiserver, audit and klog flags that are
+/// not acted on are accepted with a warning, and positional arguments (such as `/adapter`) are
+/// ignored, so existing Deployments work unchanged.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "prom-metrics-adapter", version, about, long_about = None)]
+pub struct ServerFlags {
+    /// Rules file in prometheus-adapter's format (required).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
 
     /// How often series are relisted (Go duration).
     #[arg(long, default_value = "10m", value_parser = go_duration_nonzero)]
@@ -245,17 +266,6 @@ impl ServerFlags {
     pub fn max_age(&self) -> Duration {
         self.metrics_max_age.unwrap_or(self.metrics_relist_interval)
     }
-
-    /// `--prometheus-header` values split at the first `=`; `Key` alone gives an empty value.
-    pub fn headers(&self) -> Vec<(String, String)> {
-        self.prometheus_header
-            .iter()
-            .map(|h| match h.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                None => (h.clone(), String::new()),
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -269,8 +279,8 @@ mod tests {
     #[test]
     fn defaults_match_upstream() {
         let f = parse(&["a"]);
-        assert_eq!(f.prometheus_url, "https://localhost");
-        assert_eq!(f.prometheus_verb, Verb::Get);
+        assert_eq!(f.prometheus.prometheus_url, "https://localhost");
+        assert_eq!(f.prometheus.prometheus_verb, Verb::Get);
         assert_eq!(f.metrics_relist_interval, Duration::from_secs(600));
         assert_eq!(f.max_age(), Duration::from_secs(600));
         assert_eq!(f.verbosity, 0);
@@ -286,7 +296,7 @@ mod tests {
             "--prometheus-header=lone",
         ]);
         assert_eq!(
-            f.headers(),
+            f.prometheus.headers(),
             [
                 ("foo".to_string(), "bar".to_string()),
                 ("bux".to_string(), "baz=23".to_string()),

@@ -1,6 +1,7 @@
 //! The command line: flag parsing, logging set-up, and the server and demo entry points.
 
 pub mod args;
+pub mod check;
 pub mod demo;
 pub mod flags;
 pub mod local_prometheus;
@@ -34,6 +35,11 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
     crate::install_crypto_provider();
     match args.get(1).map(String::as_str) {
         Some("demo") => run_async(demo_main(args)),
+        Some("check") => {
+            let mut sub = vec![format!("{} check", args[0])];
+            sub.extend(args.into_iter().skip(2));
+            run_code(check::run(sub))
+        }
         _ => run_async(server_main(args)),
     }
 }
@@ -54,6 +60,32 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
+            1
+        }
+    }
+}
+
+fn run_code(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 {
+    // Subcommands print their own report; only warnings and errors go to the log.
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => match rt.block_on(fut) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
+        Err(e) => {
+            eprintln!("error: unable to start the async runtime: {e}");
             1
         }
     }
@@ -81,7 +113,8 @@ pub fn init_logging(verbosity: u8, format: LogFormat) {
     };
 }
 
-fn prometheus_settings(flags: &ServerFlags) -> PrometheusSettings {
+/// Client settings from the Prometheus flags.
+pub fn prometheus_settings(flags: &flags::PrometheusArgs) -> PrometheusSettings {
     let mut s = PrometheusSettings {
         url: flags.prometheus_url.clone(),
         verb: flags.prometheus_verb,
@@ -149,7 +182,7 @@ pub fn build_adapter(
     if !compiled.rules.is_empty() && flags.max_age() < flags.metrics_relist_interval {
         bail!("--metrics-max-age must not be less than --metrics-relist-interval");
     }
-    let client = PrometheusClient::new(&prometheus_settings(flags))?;
+    let client = PrometheusClient::new(&prometheus_settings(&flags.prometheus))?;
     let config = Arc::new(ArcSwap::from_pointee(compiled));
     let mapper = Arc::new(ArcSwap::from_pointee(mapper));
     let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
@@ -229,7 +262,7 @@ pub async fn serve_adapter(
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
-    tracing::info!(address = %local, prometheus = %flags.prometheus_url, "serving plain HTTP (standalone mode)");
+    tracing::info!(address = %local, prometheus = %flags.prometheus.prometheus_url, "serving plain HTTP (standalone mode)");
     let discovery = spawn_discovery(&state, discoverer);
     let result = crate::server::serve_plain(listener, api::router(state), shutdown).await;
     discovery.abort();
@@ -411,7 +444,7 @@ pub async fn start_cluster(
             };
         }
     };
-    tracing::info!(address = %bound, prometheus = %flags.prometheus_url, "serving HTTPS");
+    tracing::info!(address = %bound, prometheus = %flags.prometheus.prometheus_url, "serving HTTPS");
     Ok((bound, server))
 }
 
@@ -429,7 +462,7 @@ async fn server_main(args: Vec<String>) -> anyhow::Result<()> {
     for w in warnings {
         tracing::warn!("{w}");
     }
-    if let Some(path) = &flags.prometheus_auth_config {
+    if let Some(path) = &flags.prometheus.prometheus_auth_config {
         bail!(
             "--prometheus-auth-config={} is not supported yet; use --prometheus-token-file, \
              --prometheus-ca-file and --prometheus-client-tls-cert-file/-key-file instead",
@@ -467,7 +500,7 @@ async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || local_prometheus::LocalPrometheus::start(&samples))
             .await
             .context("starting Prometheus")??;
-    flags.prometheus_url = prometheus.url().to_string();
+    flags.prometheus.prometheus_url = prometheus.url().to_string();
     flags.standalone = true;
     flags.metrics_relist_interval = Duration::from_secs(60);
     flags.metrics_max_age = Some(Duration::from_secs(20 * 60));

@@ -55,6 +55,22 @@ pub struct DropCounts {
     /// Had a series name that cannot be written into PromQL, or produced an API name that
     /// cannot be a URL path segment.
     pub invalid_name: usize,
+    /// One example series per reason (`filtered`, `empty_name`, `no_resource`, `invalid_name`).
+    pub examples: std::collections::BTreeMap<&'static str, String>,
+}
+
+impl DropCounts {
+    fn drop(&mut self, reason: &'static str, series: &str) {
+        match reason {
+            "filtered" => self.filtered += 1,
+            "empty_name" => self.empty_name += 1,
+            "no_resource" => self.no_resource += 1,
+            _ => self.invalid_name += 1,
+        }
+        self.examples
+            .entry(reason)
+            .or_insert_with(|| series.to_string());
+    }
 }
 
 /// Per-rule discovery outcome, for logs, `/metrics` and `check`.
@@ -66,6 +82,8 @@ pub struct RuleStats {
     pub dropped: DropCounts,
     /// Distinct API metrics the rule produced.
     pub metrics: usize,
+    /// The API names produced, sorted (custom: `resource/metric`).
+    pub names: Vec<String>,
 }
 
 /// The API names a series gets under a rule: the expansion of `as`, and for rules whose `as`
@@ -73,11 +91,11 @@ pub struct RuleStats {
 /// rule's problem (a 500) instead of a bare 404. Invalid series names are counted and skipped.
 fn names_for(rule: &CompiledRule, series: &str, stats: &mut RuleStats) -> Vec<String> {
     if !rule.namer.keeps(series) {
-        stats.dropped.filtered += 1;
+        stats.dropped.drop("filtered", series);
         return Vec::new();
     }
     if !is_valid_series_name(series) {
-        stats.dropped.invalid_name += 1;
+        stats.dropped.drop("invalid_name", series);
         return Vec::new();
     }
     let mut names: Vec<String> = rule.namer.metric_name(series).into_iter().collect();
@@ -85,12 +103,12 @@ fn names_for(rule: &CompiledRule, series: &str, stats: &mut RuleStats) -> Vec<St
     names.retain(|n| !n.is_empty());
     names.dedup();
     if names.is_empty() {
-        stats.dropped.empty_name += 1;
+        stats.dropped.drop("empty_name", series);
     }
     let before = names.len();
     names.retain(|n| is_valid_api_metric_name(n));
     if names.len() < before && names.is_empty() {
-        stats.dropped.invalid_name += 1;
+        stats.dropped.drop("invalid_name", series);
     }
     names
 }
@@ -167,7 +185,7 @@ impl Registry {
                         }
                     }
                     if resources.is_empty() {
-                        stats.dropped.no_resource += 1;
+                        stats.dropped.drop("no_resource", &s.name);
                         continue;
                     }
                     for gr in resources {
@@ -195,6 +213,12 @@ impl Registry {
                 }
             }
             stats.metrics = produced.len();
+            stats.names = produced
+                .iter()
+                .map(|k| format!("{}/{}", k.resource, k.metric))
+                .collect();
+            stats.names.sort();
+            stats.names.dedup();
             reg.custom_stats.push(stats);
         }
         for rule in &config.external_rules {
@@ -216,6 +240,7 @@ impl Registry {
                 }
             }
             stats.metrics = produced.len();
+            stats.names = produced.iter().cloned().collect();
             reg.external_stats.push(stats);
         }
         reg.custom_sorted = reg.custom.keys().cloned().collect();

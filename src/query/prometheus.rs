@@ -478,6 +478,31 @@ impl PrometheusClient {
             })?
     }
 
+    /// Prometheus' running configuration (`/api/v1/status/config`), as YAML text.
+    pub async fn config_yaml(&self) -> Result<String, PrometheusError> {
+        #[derive(Deserialize)]
+        struct ConfigData {
+            yaml: String,
+        }
+        let (url, resp) = self
+            .send("/api/v1/status/config", &[], self.query_timeout)
+            .await?;
+        let status = resp.status().as_u16();
+        let body = resp.bytes().await.map_err(|e| PrometheusError::Transport {
+            url: url.clone(),
+            message: error_chain(&e),
+        })?;
+        if !(200..300).contains(&status) {
+            return Err(error_from_body(&url, status, &body));
+        }
+        let env: Envelope<ConfigData> =
+            serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        Ok(env.into_data(&url)?.yaml)
+    }
+
     /// Lists the full label sets of the series matching `selector` in `[start, end]`. For small
     /// answers only (per-request object listing in standalone mode).
     pub async fn series_labels(

@@ -5,6 +5,7 @@
 //! reporting every problem with the rule index, the field and the line.
 
 pub mod compiled;
+pub mod lint;
 pub mod mapper;
 pub mod naming;
 pub mod query;

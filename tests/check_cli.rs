@@ -1,0 +1,116 @@
+//! The `check` subcommand, offline and against a real Prometheus with fixture data.
+
+mod common;
+
+use std::process::Command;
+
+use common::prometheus;
+use serde_json::Value;
+
+fn check(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+        .arg("check")
+        .args(args)
+        .output()
+        .expect("run check");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn path(rel: &str) -> String {
+    format!("{}/{rel}", env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn the_chart_defaults_warn_about_the_resource_explosion_and_report_counts() {
+    let (code, out, err) = check(&[
+        "--config",
+        &path("tests/fixtures/compat/chart-default-rules.yaml"),
+        "--prometheus-url",
+        prometheus().url(),
+        "--metrics-max-age=20m",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("also maps common labels to resources"),
+        "{out}"
+    );
+    assert!(out.contains("discovery against"), "{out}");
+    assert!(out.contains("series matched:"), "{out}");
+    assert!(out.contains("API resources served:"), "{out}");
+    let (code, _, _) = check(&[
+        "--config",
+        &path("tests/fixtures/compat/chart-default-rules.yaml"),
+        "--strict",
+    ]);
+    assert_eq!(code, 2, "--strict turns warnings into exit 2");
+}
+
+#[test]
+fn rules_that_cannot_work_are_errors_and_json_parses_back() {
+    let (code, out, err) = check(&[
+        "--config",
+        &path("tests/fixtures/custom-rules.yaml"),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).expect("JSON output");
+    let findings = report["findings"].as_array().unwrap();
+    let has = |level: &str, loc: &str, word: &str| {
+        findings.iter().any(|f| {
+            f["level"] == level
+                && f["location"].as_str().unwrap().starts_with(loc)
+                && f["message"].as_str().unwrap().contains(word)
+        })
+    };
+    assert!(has("error", "rules[6].name.as", "1_rate"), "{out}");
+    assert!(has("warning", "rules[1].metricsQuery", "summed"), "{out}");
+    assert_eq!(
+        report["errors"],
+        findings.iter().filter(|f| f["level"] == "error").count()
+    );
+}
+
+#[test]
+fn discovery_reports_dropped_series_with_an_example_and_the_names_produced() {
+    let (code, out, err) = check(&[
+        "--config",
+        &path("config/examples/http-requests-per-second.yaml"),
+        "--prometheus-url",
+        prometheus().url(),
+        "--metrics-max-age=20m",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let rule = &report["discovery"]["rules"][0];
+    assert!(rule["series"].as_u64().unwrap() > 0, "{rule}");
+    let names: Vec<&str> = rule["names"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"pods/flask_http_request_per_second"),
+        "{names:?}"
+    );
+}
+
+#[test]
+fn a_broken_file_is_an_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.yaml");
+    std::fs::write(&p, "rules:\n- seriesQuery: up\n  metricsQuerry: x\n").unwrap();
+    let (code, out, _) = check(&["--config", p.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(
+        out.contains("metricsQuerry") && out.contains("line 3"),
+        "{out}"
+    );
+}
