@@ -3,7 +3,9 @@
 pub mod args;
 pub mod check;
 pub mod demo;
+pub mod explain;
 pub mod flags;
+pub mod hpa;
 pub mod local_prometheus;
 
 use std::path::PathBuf;
@@ -39,6 +41,11 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             let mut sub = vec![format!("{} check", args[0])];
             sub.extend(args.into_iter().skip(2));
             run_code(check::run(sub))
+        }
+        Some("explain") => {
+            let mut sub = vec![format!("{} explain", args[0])];
+            sub.extend(args.into_iter().skip(2));
+            run_code(explain::run(sub))
         }
         _ => run_async(server_main(args)),
     }

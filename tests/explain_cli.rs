@@ -1,0 +1,100 @@
+//! The `explain` subcommand against a real Prometheus with fixture data.
+
+mod common;
+
+use std::process::Command;
+
+use common::prometheus;
+use serde_json::Value;
+
+fn explain(args: &[&str]) -> (i32, String, String) {
+    let config = format!(
+        "{}/tests/fixtures/custom-rules.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+        .args([
+            "explain",
+            "--config",
+            &config,
+            "--prometheus-url",
+            prometheus().url(),
+            "--metrics-max-age=20m",
+        ])
+        .args(args)
+        .output()
+        .expect("run explain");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+const FLASK: &str =
+    "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second";
+
+#[test]
+fn the_flask_rate_is_explained_with_query_values_and_hpa_arithmetic() {
+    let (code, out, err) = explain(&[
+        "--hpa",
+        "type=AverageValue,target=1,current=3,min=1,max=10",
+        FLASK,
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("matched rules[0]"), "{out}");
+    assert!(
+        out.contains(r#"sum(rate(flask_http_request_total{namespace="default",pod=~"web-1|web-2|worker-1"}[2m])) by (pod)"#),
+        "{out}"
+    );
+    assert!(out.contains("\"pod\":\"web-2\""), "{out}");
+    // 1.5, 2.5 and 4 req/s against 1 per pod: ratio 2.67, ceil(2.67 × 3) = 8.
+    assert!(out.contains("HPA: 3 → 8 replicas"), "{out}");
+    assert!(out.contains("the server answers 200"), "{out}");
+}
+
+#[test]
+fn a_missing_metric_names_the_nearest_candidates() {
+    let (code, out, _) = explain(&[
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_secnd",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("no rule matched"), "{out}");
+    assert!(out.contains("pods/flask_http_request_per_second"), "{out}");
+    assert!(out.contains("the server answers 404"), "{out}");
+}
+
+#[test]
+fn external_metrics_and_json_output() {
+    let (code, out, err) = explain(&[
+        "-o",
+        "json",
+        "--hpa",
+        "type=AverageValue,target=10,current=1,max=20",
+        "/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders",
+    ]);
+    assert_eq!(code, 0, "{out}{err}");
+    let v: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(v["matched"]["rule"], "externalRules[0]");
+    assert_eq!(
+        v["query"],
+        r#"sum(queue_length{queue="orders",namespace="default"}) by (queue)"#
+    );
+    assert_eq!(v["answer"]["code"], 200);
+    assert_eq!(v["answer"]["body"]["items"][0]["value"], "120");
+    assert_eq!(v["hpa"]["metric"], "External");
+    assert_eq!(v["hpa"]["desired"], 12);
+    // An Object metric with a Value target.
+    let (code, out, _) = explain(&[
+        "-o",
+        "json",
+        "--hpa",
+        "type=Value,target=10,current=2,max=20",
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/metrics/queue_items",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["hpa"]["metric"], "Object");
+    // 42 / 10 = 4.2; ceil(4.2 × 2) = 9.
+    assert_eq!(v["hpa"]["desired"], 9);
+}
