@@ -41,6 +41,9 @@ fn the_chart_defaults_warn_about_the_resource_explosion_and_report_counts() {
     assert!(out.contains("discovery against"), "{out}");
     assert!(out.contains("series matched:"), "{out}");
     assert!(out.contains("API resources served:"), "{out}");
+    // cAdvisor series become pod metrics named after the series.
+    assert!(out.contains("pods/cpu_usage"), "{out}");
+    assert!(out.contains("pods/memory_working_set_bytes"), "{out}");
     let (code, _, _) = check(&[
         "--config",
         &path("tests/fixtures/compat/chart-default-rules.yaml"),

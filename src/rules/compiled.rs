@@ -95,6 +95,8 @@ pub struct ResourceRuleSet {
     pub memory: ResourceQuery,
     /// The configured window.
     pub window: Duration,
+    /// Queries the PromQL parser rejects when rendered with example arguments.
+    pub warnings: Vec<RuleError>,
 }
 
 /// A whole config, compiled.
@@ -119,9 +121,12 @@ impl CompiledConfig {
         self.all_rules().flat_map(|r| r.problems.iter()).collect()
     }
 
-    /// Every warning of every rule.
+    /// Every warning of every rule, resource rules included.
     pub fn warnings(&self) -> Vec<&RuleError> {
-        self.all_rules().flat_map(|r| r.warnings.iter()).collect()
+        self.all_rules()
+            .flat_map(|r| r.warnings.iter())
+            .chain(self.resource_rules.iter().flat_map(|r| r.warnings.iter()))
+            .collect()
     }
 }
 
@@ -296,6 +301,7 @@ fn compile_resource_rules(
     mapper: &RestMapper,
 ) -> Result<ResourceRuleSet, Vec<RuleError>> {
     let mut errors = Vec::new();
+    let mut warnings = Vec::new();
     let mut one = |name: &str, rule: &ResourceRule| -> Option<ResourceQuery> {
         let at = |e: RuleError| {
             let mut e = e.in_rule("resourceRules", 0);
@@ -307,6 +313,16 @@ fn compile_resource_rules(
         let resources = ResourceConverter::compile(&rule.resources).map_err(at);
         match (container_query, node_query, resources) {
             (Ok(container_query), Ok(node_query), Ok(resources)) => {
+                for (field, text, tmpl) in [
+                    ("containerQuery", &rule.container_query, &container_query),
+                    ("nodeQuery", &rule.node_query, &node_query),
+                ] {
+                    if !text.value.trim().is_empty()
+                        && let Err(message) = check_promql(tmpl, RuleKind::Custom)
+                    {
+                        warnings.push(at(RuleError::at(field, text, message)));
+                    }
+                }
                 for (label, gr) in resources.unknown_overrides(mapper) {
                     errors.push(at(RuleError::new(
                         &format!("resources.overrides.{label}"),
@@ -351,6 +367,7 @@ fn compile_resource_rules(
             cpu,
             memory,
             window,
+            warnings,
         }),
         _ => Err(errors),
     }

@@ -44,6 +44,19 @@ pub fn fixture_samples() -> String {
             writeln!(out, "flask_http_request_total{{namespace=\"{ns}\",pod=\"{pod}\",app=\"{app}\",method=\"{method}\"}} {v} {t}").unwrap();
         }
     }
+    // cAdvisor-shaped series, for the chart's default rules.
+    out.push_str("# TYPE container_cpu_usage_seconds counter\n");
+    for &t in &times {
+        for (pod, container) in [("web-1", "app"), ("web-2", "app"), ("worker-1", "worker")] {
+            writeln!(out, "container_cpu_usage_seconds_total{{namespace=\"default\",pod=\"{pod}\",container=\"{container}\",job=\"kubelet\",service=\"kubelet\"}} {} {t}", (t - start) as f64 * 0.2).unwrap();
+        }
+    }
+    out.push_str("# TYPE container_memory_working_set_bytes gauge\n");
+    for &t in &times {
+        for (pod, container) in [("web-1", "app"), ("web-2", "app"), ("worker-1", "worker")] {
+            writeln!(out, "container_memory_working_set_bytes{{namespace=\"default\",pod=\"{pod}\",container=\"{container}\",job=\"kubelet\",service=\"kubelet\"}} 1048576 {t}").unwrap();
+        }
+    }
     out.push_str("# TYPE worker_busy_threads gauge\n");
     for &t in &times {
         for (pod, thread_pool, v) in [
