@@ -8,29 +8,15 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser};
 use serde_json::{Value, json};
 
-use super::flags::PrometheusArgs;
+use super::flags::{Output, PrometheusArgs, go_duration};
 use crate::config;
 use crate::discovery::{Discoverer, DiscoverySettings, Registry, RuleStats};
-use crate::duration::parse_go_duration_positive;
 use crate::query::PrometheusClient;
 use crate::rules::lint::{Finding, Level, lint};
 use crate::rules::{self, RestMapper};
-
-/// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// For people.
-    Text,
-    /// For tools.
-    Json,
-}
-
-fn go_duration(s: &str) -> Result<Duration, String> {
-    parse_go_duration_positive(s).map_err(|e| e.to_string())
-}
 
 /// Checks a rules file: strict parse, every regex and template compiled, every query rendered
 /// with example arguments and parsed as PromQL, known traps reported. With --prometheus-url,

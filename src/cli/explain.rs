@@ -7,33 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::flags::PrometheusArgs;
+use super::flags::{Output, PrometheusArgs, go_duration};
 use super::hpa::{HpaSpec, MetricKind};
 use crate::api::{self, AppState, request};
 use crate::config;
 use crate::discovery::{CustomMetricKey, Discoverer, DiscoverySettings, Registry};
-use crate::duration::parse_go_duration_positive;
 use crate::query::objects::{ListRequest, ObjectLister, SeriesObjectLister};
 use crate::query::{PrometheusClient, QueryResult};
 use crate::rules::query::{ObjectScope, render_custom, render_external};
 use crate::rules::{self, RestMapper};
-
-/// Output format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Output {
-    /// For people.
-    Text,
-    /// For tools.
-    Json,
-}
-
-fn go_duration(s: &str) -> Result<Duration, String> {
-    parse_go_duration_positive(s).map_err(|e| e.to_string())
-}
 
 /// Explains one request against a live Prometheus (standalone semantics: `*` resolves to the
 /// objects named in the series).

@@ -18,7 +18,17 @@ pub enum LogFormat {
     Json,
 }
 
-fn go_duration(s: &str) -> Result<Duration, String> {
+/// Output format of the `check` and `explain` subcommands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// For people.
+    Text,
+    /// For tools.
+    Json,
+}
+
+/// A Go duration flag value (`1m30s`), not negative.
+pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
     parse_go_duration_positive(s).map_err(|e| e.to_string())
 }
 
