@@ -102,14 +102,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 max_age: args.metrics_max_age,
             },
         );
-        let progress = (args.output == Output::Text
-            && std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .then(|| {
-            tokio::spawn(async {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                eprintln!("listing series…");
-            })
-        });
+        let progress = super::progress_line(args.output == Output::Text);
         let report = discoverer.relist().await;
         if let Some(p) = progress {
             p.abort();

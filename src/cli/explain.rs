@@ -88,6 +88,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let config = Arc::new(ArcSwap::from_pointee(compiled));
     let mapper_swap = Arc::new(ArcSwap::from_pointee(mapper.clone()));
     let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
+    let progress = super::progress_line(args.output == Output::Text);
     let report = Discoverer::new(
         client.clone(),
         config.clone(),
@@ -100,6 +101,9 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     )
     .relist()
     .await;
+    if let Some(p) = progress {
+        p.abort();
+    }
     let objects = ObjectLister::Series(SeriesObjectLister::new(
         client.clone(),
         args.metrics_max_age,

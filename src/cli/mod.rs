@@ -72,6 +72,17 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> i32 
     }
 }
 
+/// Prints "listing series…" when discovery takes more than a second, on a terminal only;
+/// abort the handle when discovery ends.
+pub(crate) fn progress_line(enabled: bool) -> Option<tokio::task::JoinHandle<()>> {
+    (enabled && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(|| {
+        tokio::spawn(async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            eprintln!("listing series…");
+        })
+    })
+}
+
 fn run_code(fut: impl std::future::Future<Output = anyhow::Result<i32>>) -> i32 {
     // Subcommands print their own report; only warnings and errors go to the log.
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
