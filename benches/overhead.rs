@@ -142,6 +142,45 @@ async fn main() {
         rows[1].1 - rows[0].1,
         rows[3].1 - rows[2].1
     );
+    if full {
+        for (label, url) in [
+            ("Prometheus directly, 50 pods", &direct_all),
+            ("adapter, * over 50 pods", &adapter_all),
+        ] {
+            let rps = throughput(&client, url, 16, Duration::from_secs(5)).await;
+            println!("  16 concurrent clients for 5 s, {label:<40} {rps:.0} requests/s");
+        }
+    }
+}
+
+/// Requests per second with `clients` concurrent loops for `for_how_long`.
+async fn throughput(
+    client: &reqwest::Client,
+    url: &str,
+    clients: usize,
+    for_how_long: Duration,
+) -> f64 {
+    let deadline = Instant::now() + for_how_long;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (client, url) = (client.clone(), url.to_string());
+            tokio::spawn(async move {
+                let mut n = 0u64;
+                while Instant::now() < deadline {
+                    let resp = client.get(&url).send().await.unwrap();
+                    assert!(resp.status().is_success());
+                    resp.bytes().await.unwrap();
+                    n += 1;
+                }
+                n
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for t in tasks {
+        total += t.await.unwrap();
+    }
+    total as f64 / for_how_long.as_secs_f64()
 }
 
 fn urlencode(s: &str) -> String {
