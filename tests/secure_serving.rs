@@ -306,7 +306,7 @@ async fn headers_are_never_trusted_from_a_non_front_proxy_certificate() {
         .unwrap();
     assert_eq!(
         (last["user"].clone(), last["groups"].clone()),
-        (json!("bob"), json!(["team-a"]))
+        (json!("bob"), json!(["team-a", "system:authenticated"]))
     );
     // The front-proxy CA but a CN that is not allowed: 401.
     let wrong_cn = fp_ca.client("someone-else", &[]);

@@ -120,18 +120,28 @@ pub async fn get_resource_metrics(
     let created = format_timestamp(now);
     match target {
         Target::Nodes(name) => {
-            let mut names = name.clone().or(params.field_name.clone()).map(|n| vec![n]);
+            let explicit = name.clone().or(params.field_name.clone());
+            let mut names = explicit.clone().map(|n| vec![n]);
             let mut labels: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-            if let (Some(kube), None) = (kube, &names) {
-                let objects = kube
+            if let Some(kube) = kube {
+                let mut objects = kube
                     .objects(&info(&app, "nodes")?, None, &params.label_selector, "")
                     .await
                     .map_err(|e| ApiError::Internal(format!("unable to list nodes: {e}")))?;
-                if objects.is_empty() {
+                if let Some(n) = &explicit {
+                    objects.retain(|o| &o.name == n);
+                }
+                if objects.is_empty() && name.is_none() {
                     return Ok(list("NodeMetricsList", Vec::new()));
                 }
                 names = Some(objects.iter().map(|o| o.name.clone()).collect());
                 labels = objects.into_iter().map(|o| (o.name, o.labels)).collect();
+            }
+            if names.as_ref().is_some_and(Vec::is_empty) {
+                let n = name.clone().unwrap_or_default();
+                return Err(ApiError::NotFound(format!(
+                    "nodemetrics.metrics.k8s.io \"{n}\" not found"
+                )));
             }
             let usage = node_usage(&app.prometheus, rules, &mapper, names.as_deref(), now)
                 .await
@@ -153,9 +163,9 @@ pub async fn get_resource_metrics(
             // Namespace → (pod names to ask for, labels per pod).
             let mut scopes: BTreeMap<Option<String>, Option<Vec<String>>> = BTreeMap::new();
             let mut labels: BTreeMap<(String, String), BTreeMap<String, String>> = BTreeMap::new();
-            match (kube, &explicit) {
-                (Some(kube), None) => {
-                    let objects: Vec<ObjectMeta> = kube
+            match kube {
+                Some(kube) => {
+                    let mut objects: Vec<ObjectMeta> = kube
                         .objects(
                             &info(&app, "pods")?,
                             namespace.as_deref(),
@@ -164,6 +174,9 @@ pub async fn get_resource_metrics(
                         )
                         .await
                         .map_err(|e| ApiError::Internal(format!("unable to list pods: {e}")))?;
+                    if let Some(n) = explicit.as_ref().and_then(|e| e.first()) {
+                        objects.retain(|o| &o.name == n);
+                    }
                     for o in objects {
                         if let Some(names) = scopes
                             .entry(Some(o.namespace.clone()))
@@ -174,10 +187,16 @@ pub async fn get_resource_metrics(
                         labels.insert((o.namespace, o.name), o.labels);
                     }
                     if scopes.is_empty() {
+                        if let Some(n) = &name {
+                            let ns = namespace.clone().unwrap_or_default();
+                            return Err(ApiError::NotFound(format!(
+                                "podmetrics.metrics.k8s.io \"{ns}/{n}\" not found"
+                            )));
+                        }
                         return Ok(list("PodMetricsList", Vec::new()));
                     }
                 }
-                _ => {
+                None => {
                     scopes.insert(namespace.clone(), explicit.clone());
                 }
             }
@@ -191,8 +210,18 @@ pub async fn get_resource_metrics(
                     now,
                 )
             });
+            // `kubectl top pods -A` spans every namespace: at most 8 namespaces in flight.
+            let mut queries = queries.collect::<Vec<_>>().into_iter();
+            let mut results = Vec::new();
+            loop {
+                let batch: Vec<_> = queries.by_ref().take(8).collect();
+                if batch.is_empty() {
+                    break;
+                }
+                results.extend(futures_util::future::join_all(batch).await);
+            }
             let mut items = Vec::new();
-            for result in futures_util::future::join_all(queries).await {
+            for result in results {
                 // A failed namespace is an error, not a shorter list the HPA would average.
                 for p in result.map_err(|e| ApiError::Internal(e.to_string()))? {
                     let l = labels.get(&(p.namespace.clone(), p.name.clone()));

@@ -317,16 +317,22 @@ fn read_pem_file(
 pub async fn load_authn_config(
     flags: &ServerFlags,
     client: &kube::Client,
+    at_start: bool,
 ) -> anyhow::Result<AuthnConfig> {
     let mut config = AuthnConfig::default();
-    if !flags.authentication_skip_lookup {
+    // As upstream: nothing to look up when both CAs come from flags.
+    let both_from_flags =
+        flags.client_ca_file.is_some() && flags.requestheader_client_ca_file.is_some();
+    if !flags.authentication_skip_lookup && !both_from_flags {
         let api = kube::Api::<k8s_openapi::api::core::v1::ConfigMap>::namespaced(
             client.clone(),
             "kube-system",
         );
         match api.get("extension-apiserver-authentication").await {
             Ok(cm) => config = authn::config_from_configmap(&cm.data.unwrap_or_default())?,
-            Err(e) if flags.authentication_tolerate_lookup_failure => tracing::warn!(
+            // Tolerating a failed lookup applies at start-up only: later, an API server that is
+            // briefly away must not make the adapter forget the front-proxy CA.
+            Err(e) if at_start && flags.authentication_tolerate_lookup_failure => tracing::warn!(
                 error = %crate::query::prometheus::error_chain(&e),
                 "unable to read kube-system/extension-apiserver-authentication; continuing without it"
             ),
@@ -382,7 +388,7 @@ pub async fn start_cluster(
     let authz_client = client_or(flags.authorization_kubeconfig.as_deref(), &lister).await?;
     let Adapter { state, discoverer } = build_cluster_with(flags, raw, lister).await?;
 
-    let authn_config = load_authn_config(flags, &authn_client).await?;
+    let authn_config = load_authn_config(flags, &authn_client, true).await?;
     let authn = Arc::new(Authenticator::new(
         authn_config,
         Some(TokenReviewer::new(
@@ -420,7 +426,7 @@ pub async fn start_cluster(
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(flags.authentication_config_refresh_interval).await;
-                match load_authn_config(&flags, &client).await {
+                match load_authn_config(&flags, &client, false).await {
                     Ok(config) => match authn.update(config) {
                         Ok(true) => match tls.reload() {
                             Ok(()) => tracing::info!("authentication CAs changed; reloaded"),

@@ -97,7 +97,9 @@ impl ObjectCache {
         let synced = Arc::new(AtomicBool::new(false));
         let flag = synced.clone();
         let resource = info.group_resource().to_string();
-        let mut config = watcher::Config::default();
+        // The server ends each watch after 25 s, below the client's 30 s read timeout, so a
+        // quiet watch is renewed instead of failing.
+        let mut config = watcher::Config::default().timeout(25);
         if !fields.is_empty() {
             config = config.fields(fields);
         }

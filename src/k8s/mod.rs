@@ -65,6 +65,8 @@ pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, K8s
     config.default_retry = false;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
+    // Idle pooled connections must not eat into a request's read timeout.
+    config.reset_reader_on_write = true;
     kube::Client::try_from(config).map_err(|e| K8sError::Config(e.to_string()))
 }
 

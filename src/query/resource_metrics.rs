@@ -245,6 +245,10 @@ pub async fn pod_usage(
     }
     let mut out = Vec::new();
     for ((ns, pod), (timestamp, containers)) in pods_seen {
+        // Names join into a regex where `.` matches any character: keep only what was asked.
+        if names.is_some_and(|n| !n.is_empty() && !n.contains(&pod)) {
+            continue;
+        }
         if containers.values().any(|c| c.broken) {
             tracing::warn!(namespace = %ns, %pod, "infinite CPU or memory usage; leaving the pod out");
             continue;
@@ -325,6 +329,7 @@ pub async fn node_usage(
     }
     Ok(seen
         .into_iter()
+        .filter(|(name, _)| names.is_none_or(|n| n.is_empty() || n.contains(name)))
         .filter_map(|(name, (timestamp, p))| {
             if p.broken {
                 tracing::warn!(node = %name, "infinite CPU or memory usage; leaving the node out");

@@ -60,6 +60,24 @@ pub fn lint(config: &CompiledConfig, mapper: &RestMapper) -> Vec<Finding> {
             message: w.message.clone(),
         });
     }
+    if let Some(rr) = &config.resource_rules {
+        for (name, q) in [("cpu", &rr.cpu), ("memory", &rr.memory)] {
+            for (field, t) in [
+                ("containerQuery", &q.container_query),
+                ("nodeQuery", &q.node_query),
+            ] {
+                if !t.source().trim().is_empty() && !t.uses_field("LabelMatchers") {
+                    out.push(Finding {
+                        level: Level::Warning,
+                        location: format!("resourceRules.{name}.{field}"),
+                        message: "the query never uses <<.LabelMatchers>>, so it cannot be restricted to \
+                                  the namespace and objects asked for"
+                            .into(),
+                    });
+                }
+            }
+        }
+    }
     for rule in config.all_rules() {
         let at = |field: &str| format!("{}.{field}", rule.label());
         let query = &rule.metrics_query;

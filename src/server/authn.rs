@@ -307,17 +307,20 @@ impl Authenticator {
                     &crate::telemetry::metrics().authentications,
                     "client_cert",
                 );
-                return Ok(UserInfo {
+                return Ok(authenticated(UserInfo {
                     name: cn,
                     groups: orgs,
                     ..Default::default()
-                });
+                }));
             }
         }
         if let Some(token) = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then_some(token)
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
         {
@@ -326,7 +329,7 @@ impl Authenticator {
                 "token",
             );
             return match &self.tokens {
-                Some(reviewer) => reviewer.review(token).await,
+                Some(reviewer) => reviewer.review(token).await.map(authenticated),
                 None => Err(AuthnError::Invalid(
                     "bearer tokens are not accepted (no authentication kubeconfig)".into(),
                 )),
@@ -343,6 +346,15 @@ impl Authenticator {
             }
         }
     }
+}
+
+/// Adds `system:authenticated` to an authenticated user, as the apiserver's
+/// AuthenticatedGroupAdder does, so RBAC granted to that group applies to every identity source.
+fn authenticated(mut user: UserInfo) -> UserInfo {
+    if !user.groups.iter().any(|g| g == "system:authenticated") {
+        user.groups.push("system:authenticated".into());
+    }
+    user
 }
 
 /// Reads the `kube-system/extension-apiserver-authentication` ConfigMap's data into an

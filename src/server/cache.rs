@@ -43,7 +43,8 @@ impl<K: Eq + Hash + Clone, V: Clone> TtlCache<K, V> {
             let now = Instant::now();
             entries.retain(|_, (expires, _)| *expires > now);
             if entries.len() >= self.capacity {
-                entries.clear();
+                // Full of live entries: keep them (the hot ones among them) and skip this one.
+                return;
             }
         }
         entries.insert(key, (Instant::now() + ttl, value));

@@ -167,9 +167,18 @@ impl TlsServer {
             });
         }
         let mut server = axum_server::bind_rustls(addr, self.rustls.clone()).handle(handle);
-        if self.settings.disable_http2 {
+        {
+            // A client that trickles its headers, or an idle HTTP/2 connection, must not hold
+            // a connection forever: 32 s for headers as the Go apiserver, keep-alive pings on h2.
             let builder = server.http_builder();
-            *builder = builder.clone().http1_only();
+            builder.http1().header_read_timeout(Duration::from_secs(32));
+            builder
+                .http2()
+                .keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(20));
+            if self.settings.disable_http2 {
+                *builder = builder.clone().http1_only();
+            }
         }
         server
             .serve(app.into_make_service())

@@ -146,10 +146,33 @@ pub fn provider_for(cipher_suites: &[String]) -> Result<CryptoProvider, TlsError
         .iter()
         .map(|s| format!("{:?}", s.suite()))
         .collect();
+    // Go's TLS 1.3 names: those suites are always on (not configurable in Go either).
+    const GO_TLS13: &[&str] = &[
+        "TLS_AES_128_GCM_SHA256",
+        "TLS_AES_256_GCM_SHA384",
+        "TLS_CHACHA20_POLY1305_SHA256",
+    ];
+    let mut usable_tls12 = 0;
     for name in cipher_suites {
-        if !known.iter().any(|k| k == name) {
+        if GO_TLS13.contains(&name.as_str()) {
+            continue;
+        }
+        if known.iter().any(|k| k == name) {
+            usable_tls12 += 1;
+        } else {
             tracing::warn!(suite = %name, "--tls-cipher-suites: not supported here, ignored");
         }
+    }
+    if usable_tls12 == 0
+        && cipher_suites
+            .iter()
+            .any(|n| !GO_TLS13.contains(&n.as_str()))
+    {
+        return Err(TlsError::Invalid(format!(
+            "--tls-cipher-suites: none of {} is supported here (supported: {})",
+            cipher_suites.join(","),
+            known.join(",")
+        )));
     }
     provider.cipher_suites.retain(|s| {
         s.version() == &rustls::version::TLS13
@@ -290,6 +313,8 @@ mod tests {
                 .any(|s| s.version() == &rustls::version::TLS13)
         );
         assert!(versions(Some("VersionTLS13")).unwrap().len() == 1);
+        assert!(provider_for(&["TLS_RSA_WITH_RC4_128_SHA".into()]).is_err());
+        assert!(provider_for(&["TLS_AES_128_GCM_SHA256".into()]).is_ok());
         assert!(versions(Some("TLS1.3")).is_err());
     }
 
