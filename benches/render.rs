@@ -32,51 +32,27 @@ fn render(c: &mut Criterion) {
     let mut g = c.benchmark_group("render_query");
     g.measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_secs(1));
-    g.bench_function("one_pod", |b| {
-        b.iter(|| {
-            render_custom(
-                &rule,
-                "flask_http_request_total",
-                ObjectScope {
-                    namespace: Some(("namespace", "default")),
-                    resource_label: "pod",
-                    names: black_box(&one),
-                },
-                &empty,
-            )
-            .unwrap()
-        })
-    });
-    g.bench_function("one_pod_with_metric_selector", |b| {
-        b.iter(|| {
-            render_custom(
-                &rule,
-                "flask_http_request_total",
-                ObjectScope {
-                    namespace: Some(("namespace", "default")),
-                    resource_label: "pod",
-                    names: black_box(&one),
-                },
-                &selector,
-            )
-            .unwrap()
-        })
-    });
-    g.bench_function("fifty_pods", |b| {
-        b.iter(|| {
-            render_custom(
-                &rule,
-                "flask_http_request_total",
-                ObjectScope {
-                    namespace: Some(("namespace", "default")),
-                    resource_label: "pod",
-                    names: black_box(&fifty),
-                },
-                &empty,
-            )
-            .unwrap()
-        })
-    });
+    for (name, names, selector) in [
+        ("one_pod", &one, &empty),
+        ("one_pod_with_metric_selector", &one, &selector),
+        ("fifty_pods", &fifty, &empty),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                render_custom(
+                    &rule,
+                    "flask_http_request_total",
+                    ObjectScope {
+                        namespace: Some(("namespace", "default")),
+                        resource_label: "pod",
+                        names: black_box(names),
+                    },
+                    selector,
+                )
+                .unwrap()
+            })
+        });
+    }
     g.bench_function("parse_selector_and_render", |b| {
         b.iter(|| {
             let s = Selector::parse(black_box("method in (GET,POST),code!=500")).unwrap();
