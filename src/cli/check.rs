@@ -2,7 +2,6 @@
 //! against a live Prometheus (what each rule discovers and why series are dropped).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches, Parser};
 use serde_json::{Value, json};
 
-use super::flags::{Output, PrometheusArgs, go_duration};
+use super::flags::{Output, RulesTarget};
 use crate::config;
 use crate::discovery::{Discoverer, DiscoverySettings, Registry, RuleStats};
 use crate::query::PrometheusClient;
@@ -24,15 +23,10 @@ use crate::rules::{self, RestMapper};
 #[derive(Debug, Parser)]
 #[command(name = "prom-metrics-adapter check")]
 pub struct CheckArgs {
-    /// The rules file.
-    #[arg(long)]
-    pub config: PathBuf,
-    /// How to reach Prometheus (only used when --prometheus-url is given).
+    /// The rules file, Prometheus and look-back (Prometheus is only contacted by `check` when
+    /// --prometheus-url is given).
     #[command(flatten)]
-    pub prometheus: PrometheusArgs,
-    /// The look-back the server will use (`--metrics-max-age`).
-    #[arg(long, default_value = "10m", value_parser = go_duration)]
-    pub metrics_max_age: Duration,
+    pub target: RulesTarget,
     /// Exit 2 when there are warnings (and no errors).
     #[arg(long)]
     pub strict: bool,
@@ -52,11 +46,11 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     };
     let online = matches.value_source("prometheus_url") == Some(ValueSource::CommandLine);
     let args = CheckArgs::from_arg_matches(&matches)?;
-    let name = args.config.display().to_string();
+    let name = args.target.config.display().to_string();
     let mapper = RestMapper::standalone();
     let mut findings = Vec::new();
     let mut compiled = None;
-    match config::load_file(&args.config) {
+    match config::load_file(&args.target.config) {
         Err(e) => findings.push(Finding {
             level: Level::Error,
             location: name.clone(),
@@ -77,16 +71,16 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
 
     let mut discovery = None;
     if online && let Some(c) = compiled {
-        let client = PrometheusClient::new(&super::prometheus_settings(&args.prometheus))?;
+        let client = PrometheusClient::new(&super::prometheus_settings(&args.target.prometheus))?;
         if let Some(interval) = scrape_interval(&client).await
-            && args.metrics_max_age < interval
+            && args.target.metrics_max_age < interval
         {
             findings.push(Finding {
                 level: Level::Warning,
                 location: "--metrics-max-age".into(),
                 message: format!(
                     "{:?} is shorter than Prometheus' scrape interval ({interval:?}): metrics will appear and disappear between relists",
-                    args.metrics_max_age
+                    args.target.metrics_max_age
                 ),
             });
         }
@@ -99,7 +93,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             registry.clone(),
             DiscoverySettings {
                 relist_interval: Duration::from_secs(600),
-                max_age: args.metrics_max_age,
+                max_age: args.target.metrics_max_age,
             },
         );
         let progress = super::progress_line(args.output == Output::Text);
@@ -122,7 +116,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             .map(|(r, s)| rule_report(&r.label(), &r.series_query, s))
             .collect();
         discovery = Some(json!({
-            "prometheus": args.prometheus.prometheus_url,
+            "prometheus": args.target.prometheus.prometheus_url,
             "rules": rules,
             "customResources": reg.custom_keys().len(),
             "externalMetrics": reg.external_names().len(),

@@ -2,7 +2,6 @@
 //! the nearest candidates when none did), the PromQL rendered, Prometheus' raw answer, the JSON
 //! the server returns, and with `--hpa` what the HPA will compute from it.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,7 +10,7 @@ use clap::Parser;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use super::flags::{Output, PrometheusArgs, go_duration};
+use super::flags::{Output, RulesTarget};
 use super::hpa::{HpaSpec, MetricKind};
 use crate::api::{self, AppState, request};
 use crate::config;
@@ -26,15 +25,10 @@ use crate::rules::{self, RestMapper};
 #[derive(Debug, Parser)]
 #[command(name = "prom-metrics-adapter explain")]
 pub struct ExplainArgs {
-    /// The rules file.
-    #[arg(long)]
-    pub config: PathBuf,
-    /// How to reach Prometheus.
+    /// The rules file, Prometheus and look-back (Prometheus is only contacted by `check` when
+    /// --prometheus-url is given).
     #[command(flatten)]
-    pub prometheus: PrometheusArgs,
-    /// The discovery look-back (`--metrics-max-age`).
-    #[arg(long, default_value = "10m", value_parser = go_duration)]
-    pub metrics_max_age: Duration,
+    pub target: RulesTarget,
     /// Simulate an HPA: `type=AverageValue,target=100,current=3,min=1,max=10[,tolerance=0.1][,metric=Pods|Object|External]`.
     #[arg(long)]
     pub hpa: Option<HpaSpec>,
@@ -72,7 +66,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             return Ok(e.exit_code());
         }
     };
-    let raw = config::load_file(&args.config)?;
+    let raw = config::load_file(&args.target.config)?;
     let mapper = RestMapper::standalone();
     let compiled = rules::compile(&raw, &mapper).map_err(|errors| {
         anyhow::anyhow!(
@@ -84,7 +78,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 .join("\n")
         )
     })?;
-    let client = PrometheusClient::new(&super::prometheus_settings(&args.prometheus))?;
+    let client = PrometheusClient::new(&super::prometheus_settings(&args.target.prometheus))?;
     let config = Arc::new(ArcSwap::from_pointee(compiled));
     let mapper_swap = Arc::new(ArcSwap::from_pointee(mapper.clone()));
     let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
@@ -96,7 +90,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         registry.clone(),
         DiscoverySettings {
             relist_interval: Duration::from_secs(600),
-            max_age: args.metrics_max_age,
+            max_age: args.target.metrics_max_age,
         },
     )
     .relist()
@@ -106,7 +100,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     }
     let objects = ObjectLister::Series(SeriesObjectLister::new(
         client.clone(),
-        args.metrics_max_age,
+        args.target.metrics_max_age,
     ));
     let (path, query_string) = match args.path.split_once('?') {
         Some((p, q)) => (p.to_string(), Some(q.to_string())),

@@ -27,6 +27,21 @@ pub enum Output {
     Json,
 }
 
+/// What the `check` and `explain` subcommands work on: a rules file, a Prometheus and the
+/// discovery look-back the server would use.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RulesTarget {
+    /// The rules file.
+    #[arg(long)]
+    pub config: PathBuf,
+    /// How to reach Prometheus.
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
+    /// The discovery look-back (`--metrics-max-age`).
+    #[arg(long, default_value = "10m", value_parser = go_duration)]
+    pub metrics_max_age: Duration,
+}
+
 /// A Go duration flag value (`1m30s`), not negative.
 pub(crate) fn go_duration(s: &str) -> Result<Duration, String> {
     parse_go_duration_positive(s).map_err(|e| e.to_string())

@@ -484,23 +484,10 @@ impl PrometheusClient {
         struct ConfigData {
             yaml: String,
         }
-        let (url, resp) = self
-            .send("/api/v1/status/config", &[], self.query_timeout)
+        let data: ConfigData = self
+            .get_data("/api/v1/status/config", &[], self.query_timeout)
             .await?;
-        let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| PrometheusError::Transport {
-            url: url.clone(),
-            message: error_chain(&e),
-        })?;
-        if !(200..300).contains(&status) {
-            return Err(error_from_body(&url, status, &body));
-        }
-        let env: Envelope<ConfigData> =
-            serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
-        Ok(env.into_data(&url)?.yaml)
+        Ok(data.yaml)
     }
 
     /// Lists the full label sets of the series matching `selector` in `[start, end]`. For small
@@ -512,13 +499,22 @@ impl PrometheusClient {
         end: f64,
     ) -> Result<Vec<BTreeMap<String, String>>, PrometheusError> {
         let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
-        let (url, resp) = self
-            .send(
-                "/api/v1/series",
-                &[("match[]", selector), ("start", &start), ("end", &end)],
-                self.query_timeout,
-            )
-            .await?;
+        self.get_data(
+            "/api/v1/series",
+            &[("match[]", selector), ("start", &start), ("end", &end)],
+            self.query_timeout,
+        )
+        .await
+    }
+
+    /// Sends a request and decodes the `data` of a small JSON answer.
+    async fn get_data<T: serde::de::DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        params: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<T, PrometheusError> {
+        let (url, resp) = self.send(endpoint, params, timeout).await?;
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| PrometheusError::Transport {
             url: url.clone(),
@@ -527,7 +523,7 @@ impl PrometheusClient {
         if !(200..300).contains(&status) {
             return Err(error_from_body(&url, status, &body));
         }
-        let env: Envelope<Vec<BTreeMap<String, String>>> =
+        let env: Envelope<T> =
             serde_json::from_slice(&body).map_err(|e| PrometheusError::Decode {
                 url: url.clone(),
                 message: e.to_string(),

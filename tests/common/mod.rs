@@ -212,30 +212,6 @@ impl Adapter {
     }
 }
 
-/// Asks Prometheus directly for an instant query at `time`.
-pub async fn prometheus_value(query: &str, time: f64) -> Vec<(serde_json::Value, f64)> {
-    let resp: serde_json::Value = reqwest::Client::new()
-        .get(format!("{}/api/v1/query", prometheus().url()))
-        .query(&[("query", query), ("time", &format!("{time:.3}"))])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["data"]["result"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            (
-                s["metric"].clone(),
-                s["value"][1].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
 /// Parses a Kubernetes quantity as the adapter writes it (DecimalSI, milli precision).
 pub fn parse_quantity(q: &str) -> f64 {
     let (num, mult) = match q.chars().last() {
