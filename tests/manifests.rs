@@ -9,10 +9,12 @@
 //!
 //! The chart tests need `helm` on PATH: `scripts/install-deps.sh` installs it.
 
+mod common;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::OnceLock;
+
+use common::helm::{self, CHART, run_helm};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
@@ -23,7 +25,6 @@ use prom_metrics_adapter::config;
 use prom_metrics_adapter::rules::{CompiledConfig, RestMapper, compile};
 use serde_json::Value;
 
-const CHART: &str = "deploy/helm/prom-metrics-adapter";
 const HPA_SERVICE_ACCOUNT: (&str, &str) = ("kube-system", "horizontal-pod-autoscaler");
 
 fn root() -> PathBuf {
@@ -535,15 +536,19 @@ fn check_rbac(docs: &[Doc], service_account_created: bool) -> Vec<String> {
     }
     for api in of_kind(docs, "APIService") {
         let group = str_at(&api.value, "/spec/group");
-        if group == "metrics.k8s.io" {
-            continue; // read by users and the HPA through the built-in and aggregated roles
-        }
+        // CPU and memory targets list pod metrics; the other APIs are read metric by metric.
+        let (resource, verbs): (&str, &[&str]) = if group == "metrics.k8s.io" {
+            ("pods", &["list"])
+        } else {
+            ("*", &["get", "list"])
+        };
         if !hpa_roles
             .iter()
-            .any(|r| grants(&r.value, group, "*", &["get", "list"]))
+            .any(|r| grants(&r.value, group, resource, verbs))
         {
             problems.push(format!(
-                "the HPA controller is not granted get/list on {group}"
+                "the HPA controller is not granted {} on {group} {resource}",
+                verbs.join("/")
             ));
         }
     }
@@ -897,52 +902,13 @@ fn manifests_deployment_runs_restricted_with_two_replicas_and_health_probes() {
 // ---------------------------------------------------------------------------------------------
 // The Helm chart
 
-fn helm() -> &'static Path {
-    static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("helm"))
-                .find(|p| p.is_file())
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "`helm` is not on PATH, so the Helm chart cannot be tested. Run \
-                 scripts/install-deps.sh (or scripts/install-helm.sh), which installs it."
-            )
-        })
-    })
-}
-
-/// Runs helm with its state directories in a temporary directory.
-fn run_helm(args: &[&str]) -> std::process::Output {
-    let home = tempfile::tempdir().unwrap();
-    Command::new(helm())
-        .args(args)
-        .current_dir(root())
-        .env("HELM_CACHE_HOME", home.path().join("cache"))
-        .env("HELM_CONFIG_HOME", home.path().join("config"))
-        .env("HELM_DATA_HOME", home.path().join("data"))
-        .output()
-        .expect("running helm")
-}
-
 const RELEASE: &str = "adapter";
 const NAMESPACE: &str = "monitoring";
 const FULLNAME: &str = "adapter-prom-metrics-adapter";
 
 /// `helm template` of the chart with extra arguments; panics with helm's output on failure.
 fn render(extra: &[&str]) -> Vec<Doc> {
-    let mut args = vec!["template", RELEASE, CHART, "--namespace", NAMESPACE];
-    args.extend_from_slice(extra);
-    let out = run_helm(&args);
-    assert!(
-        out.status.success(),
-        "helm {}:\n{}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = helm::template(RELEASE, NAMESPACE, extra);
     parse_documents(&text, &format!("helm template {}", extra.join(" ")))
 }
 

@@ -4,217 +4,31 @@
 
 mod common;
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use clap::Parser;
 use common::fake_kube::FakeKube;
-use common::{fixture, prometheus};
-use prom_metrics_adapter::cli::flags::ServerFlags;
-use prom_metrics_adapter::cli::start_cluster;
-use prom_metrics_adapter::config;
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
+use common::rbac::cluster_role_binding;
+use common::secure::{
+    Ca, HPA_HEADERS, HPA_PATH, HPA_USER, Server, auth_configmap, client, client_with, get, start,
 };
-use serde_json::{Value, json};
-
-const HPA_USER: &str = "system:serviceaccount:kube-system:horizontal-pod-autoscaler";
-const HPA_PATH: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb";
-
-/// A certificate authority for tests.
-struct Ca {
-    pem: String,
-    issuer: Issuer<'static, KeyPair>,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.distinguished_name.push(DnType::CommonName, name);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::CrlSign,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = params.self_signed(&key).unwrap();
-        Ca {
-            pem: cert.pem(),
-            issuer: Issuer::new(params, key),
-        }
-    }
-
-    /// (certificate PEM, key PEM) of a client certificate.
-    fn client(&self, cn: &str, orgs: &[&str]) -> (String, String) {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        for o in orgs {
-            params.distinguished_name.push(DnType::OrganizationName, *o);
-        }
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        let key = KeyPair::generate().unwrap();
-        (
-            params.signed_by(&key, &self.issuer).unwrap().pem(),
-            key.serialize_pem(),
-        )
-    }
-
-    /// (certificate PEM, key PEM) of a serving certificate for localhost.
-    fn server(&self) -> (String, String) {
-        let mut params =
-            CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()]).unwrap();
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let key = KeyPair::generate().unwrap();
-        (
-            params.signed_by(&key, &self.issuer).unwrap().pem(),
-            key.serialize_pem(),
-        )
-    }
-}
-
-fn auth_configmap(client_ca: &Ca, front_proxy_ca: &Ca) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        ("client-ca-file".to_string(), client_ca.pem.clone()),
-        (
-            "requestheader-client-ca-file".to_string(),
-            front_proxy_ca.pem.clone(),
-        ),
-        (
-            "requestheader-allowed-names".to_string(),
-            r#"["front-proxy-client"]"#.to_string(),
-        ),
-        (
-            "requestheader-username-headers".to_string(),
-            r#"["X-Remote-User"]"#.to_string(),
-        ),
-        (
-            "requestheader-group-headers".to_string(),
-            r#"["X-Remote-Group"]"#.to_string(),
-        ),
-        (
-            "requestheader-extra-headers-prefix".to_string(),
-            r#"["X-Remote-Extra-"]"#.to_string(),
-        ),
-    ])
-}
-
-struct Server {
-    addr: SocketAddr,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
-    _dir: tempfile::TempDir,
-}
-
-async fn start(fake: &FakeKube, extra: &[String]) -> Server {
-    prom_metrics_adapter::install_crypto_provider();
-    let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "adapter".to_string(),
-        fake.flag(),
-        "--bind-address=127.0.0.1".into(),
-        "--secure-port=0".into(),
-        format!("--cert-dir={}", dir.path().join("certs").display()),
-        format!("--prometheus-url={}", prometheus().url()),
-        "--metrics-relist-interval=1h".into(),
-        "--authentication-config-refresh-interval=1s".into(),
-        "--cert-reload-interval=1s".into(),
-    ];
-    args.extend(extra.iter().cloned());
-    let flags = ServerFlags::try_parse_from(args).unwrap();
-    let raw = config::parse(&fixture("custom-rules.yaml"), "test").unwrap();
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let (addr, _task) = start_cluster(&flags, &raw, async move {
-        let _ = rx.await;
-    })
-    .await
-    .expect("start the cluster-mode server");
-    let s = Server {
-        addr,
-        _shutdown: tx,
-        _dir: dir,
-    };
-    let c = client(None);
-    for _ in 0..200 {
-        if let Ok(r) = c.get(s.url("/readyz")).send().await
-            && r.status() == 200
-        {
-            return s;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    panic!("never ready");
-}
-
-impl Server {
-    fn url(&self, path: &str) -> String {
-        format!("https://localhost:{}{path}", self.addr.port())
-    }
-}
-
-fn client_with(identity: Option<&(String, String)>, trust: Option<&str>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(0);
-    b = match trust {
-        Some(pem) => {
-            b.tls_certs_only(reqwest::Certificate::from_pem_bundle(pem.as_bytes()).unwrap())
-        }
-        None => b.tls_danger_accept_invalid_certs(true),
-    };
-    if let Some((cert, key)) = identity {
-        b = b.identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap());
-    }
-    b.build().unwrap()
-}
-
-fn client(identity: Option<&(String, String)>) -> reqwest::Client {
-    client_with(identity, None)
-}
-
-async fn get(
-    c: &reqwest::Client,
-    url: &str,
-    headers: &[(&str, &str)],
-) -> Result<(u16, Value), String> {
-    let mut req = c
-        .get(url)
-        .header("Accept", "application/vnd.kubernetes.protobuf, */*");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let resp = req.send().await.map_err(|e| format!("{e:?}"))?;
-    let code = resp.status().as_u16();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    Ok((
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    ))
-}
-
-const HPA_HEADERS: &[(&str, &str)] = &[
-    ("X-Remote-User", HPA_USER),
-    ("X-Remote-Group", "system:serviceaccounts"),
-    ("X-Remote-Group", "system:serviceaccounts:kube-system"),
-    ("X-Remote-Group", "system:authenticated"),
-    (
-        "X-Remote-Extra-Authentication.kubernetes.io%2Fcredential-id",
-        "JTI=abc",
-    ),
-];
+use serde_json::json;
 
 async fn setup() -> (FakeKube, Ca, Ca, Server) {
     let fake = FakeKube::start().await;
     let client_ca = Ca::new("client-ca");
     let front_proxy_ca = Ca::new("front-proxy-ca");
     *fake.state.auth_configmap.lock().unwrap() = Some(auth_configmap(&client_ca, &front_proxy_ca));
-    fake.state
-        .allowed_users
-        .lock()
-        .unwrap()
-        .extend([HPA_USER.to_string(), "alice".to_string()]);
+    // The HPA is allowed by what manifests/ grants; alice by a binding of her own.
+    fake.state.rbac.lock().unwrap().add_yaml(
+        &cluster_role_binding(
+            "alice-reads-metrics",
+            "prom-metrics-adapter-hpa-metrics-reader",
+            "User",
+            "alice",
+        ),
+        "alice's binding",
+    );
     fake.state.tokens.lock().unwrap().extend([
         (
             "good-token".to_string(),

@@ -5,6 +5,7 @@
 //! as layers in [`crate::server`]; nothing here knows who is asking.
 
 pub mod custom;
+pub mod discovery;
 pub mod error;
 pub mod external;
 pub mod openapi;
@@ -26,8 +27,8 @@ use crate::discovery::Registry;
 use crate::query::PrometheusClient;
 use crate::query::objects::ObjectLister;
 use crate::rules::{CompiledConfig, RestMapper};
+use discovery::not_served;
 use error::ApiError;
-use types::{ApiGroup, ApiGroupList, ApiResource, ApiResourceList, GroupVersion};
 
 /// Everything the handlers share.
 pub struct AppState {
@@ -62,130 +63,6 @@ pub fn format_timestamp(unix_seconds: f64) -> String {
         .to_string()
 }
 
-fn group_doc(name: &str, versions: &[&str], preferred: &str, standalone: bool) -> ApiGroup {
-    let gv = |v: &str| GroupVersion {
-        group_version: format!("{name}/{v}"),
-        version: v.to_string(),
-    };
-    ApiGroup {
-        kind: standalone.then_some("APIGroup"),
-        api_version: standalone.then_some("v1"),
-        name: name.to_string(),
-        versions: versions.iter().map(|v| gv(v)).collect(),
-        preferred_version: gv(preferred),
-    }
-}
-
-fn served_groups(config: &CompiledConfig, standalone_docs: bool) -> Vec<ApiGroup> {
-    let mut groups = Vec::new();
-    if !config.rules.is_empty() {
-        groups.push(group_doc(
-            custom::GROUP,
-            custom::VERSIONS,
-            "v1beta1",
-            standalone_docs,
-        ));
-    }
-    if !config.external_rules.is_empty() {
-        groups.push(group_doc(
-            external::GROUP,
-            &[external::VERSION],
-            external::VERSION,
-            standalone_docs,
-        ));
-    }
-    groups
-}
-
-async fn api_group_list(State(app): State<Arc<AppState>>) -> Json<ApiGroupList> {
-    Json(ApiGroupList {
-        kind: "APIGroupList",
-        api_version: "v1",
-        groups: served_groups(&app.config.load(), false),
-    })
-}
-
-fn not_served(what: &str) -> ApiError {
-    ApiError::NotFound(format!(
-        "the server could not find the requested resource ({what} is not served: the config has no rules for it)"
-    ))
-}
-
-async fn custom_group(State(app): State<Arc<AppState>>) -> Result<Json<ApiGroup>, ApiError> {
-    served_groups(&app.config.load(), true)
-        .into_iter()
-        .find(|g| g.name == custom::GROUP)
-        .map(Json)
-        .ok_or_else(|| not_served(custom::GROUP))
-}
-
-async fn external_group(State(app): State<Arc<AppState>>) -> Result<Json<ApiGroup>, ApiError> {
-    served_groups(&app.config.load(), true)
-        .into_iter()
-        .find(|g| g.name == external::GROUP)
-        .map(Json)
-        .ok_or_else(|| not_served(external::GROUP))
-}
-
-async fn custom_resources(
-    State(app): State<Arc<AppState>>,
-    axum::extract::Path(version): axum::extract::Path<String>,
-) -> Result<Json<ApiResourceList>, ApiError> {
-    if app.config.load().rules.is_empty() {
-        return Err(not_served(custom::GROUP));
-    }
-    if !custom::VERSIONS.contains(&version.as_str()) {
-        return Err(ApiError::NotFound(format!(
-            "the server could not find the requested resource (version {version:?} of {} is not served)",
-            custom::GROUP
-        )));
-    }
-    let registry = app.registry.load();
-    let resources = registry
-        .custom_keys()
-        .iter()
-        .map(|k| ApiResource {
-            name: format!("{}/{}", k.resource, k.metric),
-            singular_name: String::new(),
-            namespaced: k.namespaced,
-            kind: "MetricValueList",
-            verbs: vec!["get"],
-        })
-        .collect();
-    Ok(Json(ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version: format!("{}/{version}", custom::GROUP),
-        resources,
-    }))
-}
-
-async fn external_resources(
-    State(app): State<Arc<AppState>>,
-) -> Result<Json<ApiResourceList>, ApiError> {
-    if app.config.load().external_rules.is_empty() {
-        return Err(not_served(external::GROUP));
-    }
-    let registry = app.registry.load();
-    let resources = registry
-        .external_names()
-        .iter()
-        .map(|name| ApiResource {
-            name: name.clone(),
-            singular_name: String::new(),
-            namespaced: true,
-            kind: "ExternalMetricValueList",
-            verbs: vec!["get"],
-        })
-        .collect();
-    Ok(Json(ApiResourceList {
-        kind: "APIResourceList",
-        api_version: "v1",
-        group_version: format!("{}/{}", external::GROUP, external::VERSION),
-        resources,
-    }))
-}
-
 async fn custom_guarded(
     state: State<Arc<AppState>>,
     uri: axum::http::Uri,
@@ -204,23 +81,6 @@ async fn external_guarded(
         return Err(not_served(external::GROUP));
     }
     external::get_external_metric(state, uri).await
-}
-
-async fn resource_group(State(app): State<Arc<AppState>>) -> Result<Json<ApiGroup>, ApiError> {
-    served_groups(&app.config.load(), true)
-        .into_iter()
-        .find(|g| g.name == resource::GROUP)
-        .map(Json)
-        .ok_or_else(|| not_served(resource::GROUP))
-}
-
-async fn resource_resources(
-    State(app): State<Arc<AppState>>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    if app.config.load().resource_rules.is_none() {
-        return Err(not_served(resource::GROUP));
-    }
-    Ok(Json(resource::resource_list()))
 }
 
 async fn healthz() -> &'static str {
@@ -286,27 +146,20 @@ async fn fallback(uri: axum::http::Uri) -> ApiError {
 /// The router with every API path. Methods other than GET answer 405.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
-        .route("/apis", get(api_group_list))
-        .route("/apis/custom.metrics.k8s.io", get(custom_group))
+        .route("/apis", get(discovery::apis))
+        .route("/apis/{group}", get(discovery::group))
         .route(
-            "/apis/custom.metrics.k8s.io/{version}",
-            get(custom_resources),
+            "/apis/{group}/{version}",
+            get(discovery::group_version_resources),
         )
         .route(
             "/apis/custom.metrics.k8s.io/{version}/{*rest}",
             get(custom_guarded),
         )
-        .route("/apis/external.metrics.k8s.io", get(external_group))
-        .route(
-            "/apis/external.metrics.k8s.io/v1beta1",
-            get(external_resources),
-        )
         .route(
             "/apis/external.metrics.k8s.io/{version}/{*rest}",
             get(external_guarded),
         )
-        .route("/apis/metrics.k8s.io", get(resource_group))
-        .route("/apis/metrics.k8s.io/v1beta1", get(resource_resources))
         .route(
             "/apis/metrics.k8s.io/{version}/{*rest}",
             get(resource::get_resource_metrics),

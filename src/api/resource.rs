@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::error::ApiError;
 use super::request::{check_namespace, check_object_name, parse_params, segments};
+use super::types::ApiResource;
 use super::{AppState, format_timestamp, unix_now};
 use crate::k8s::cache::ObjectMeta;
 use crate::query::resource_metrics::{node_usage, pod_usage};
@@ -274,11 +275,17 @@ fn single_or_list(
     }
 }
 
-/// The discovery document of `metrics.k8s.io/v1beta1`.
-pub fn resource_list() -> Value {
-    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/{VERSION}"),
-    "resources": [
-        {"name": "nodes", "singularName": "", "namespaced": false, "kind": "NodeMetrics", "verbs": ["get", "list"]},
-        {"name": "pods", "singularName": "", "namespaced": true, "kind": "PodMetrics", "verbs": ["get", "list"]}
-    ]})
+/// The resources of `metrics.k8s.io/v1beta1`, as metrics-server lists them.
+pub fn api_resources() -> Vec<ApiResource> {
+    let resource = |name: &str, namespaced, kind| ApiResource {
+        name: name.to_string(),
+        singular_name: String::new(),
+        namespaced,
+        kind,
+        verbs: vec!["get", "list"],
+    };
+    vec![
+        resource("nodes", false, "NodeMetrics"),
+        resource("pods", true, "PodMetrics"),
+    ]
 }

@@ -173,6 +173,95 @@ pub struct ApiGroupList {
     pub groups: Vec<ApiGroup>,
 }
 
+/// `GroupVersionKind` as aggregated discovery writes it: every field present, even empty.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct GroupVersionKind {
+    /// API group; empty for the core group.
+    pub group: String,
+    /// API version.
+    pub version: String,
+    /// Kind.
+    pub kind: String,
+}
+
+/// `apidiscovery.k8s.io` `APISubresourceDiscovery`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiSubresourceDiscovery {
+    /// The subresource: for custom metrics, the metric name.
+    pub subresource: String,
+    /// What a GET of it returns.
+    pub response_kind: GroupVersionKind,
+    /// Verbs.
+    pub verbs: Vec<&'static str>,
+}
+
+/// `apidiscovery.k8s.io` `APIResourceDiscovery`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiResourceDiscovery {
+    /// Plural resource name, such as `pods` or an external metric's name.
+    pub resource: String,
+    /// What a GET of it returns; empty for a parent listed only for its subresources.
+    pub response_kind: GroupVersionKind,
+    /// `Namespaced` or `Cluster`.
+    pub scope: &'static str,
+    /// Singular name; empty, as for every metrics resource.
+    pub singular_resource: String,
+    /// Verbs.
+    pub verbs: Vec<&'static str>,
+    /// Subresources, omitted when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub subresources: Vec<ApiSubresourceDiscovery>,
+}
+
+/// `apidiscovery.k8s.io` `APIVersionDiscovery`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ApiVersionDiscovery {
+    /// Version name.
+    pub version: String,
+    /// Resources, omitted when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub resources: Vec<ApiResourceDiscovery>,
+    /// `Current`: we answer for ourselves, never from a cache of someone else's.
+    pub freshness: &'static str,
+}
+
+/// The `ObjectMeta` of an `APIGroupDiscovery`: its name, and the zero `creationTimestamp` that
+/// Go writes as `null`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryObjectMeta {
+    /// Group name.
+    pub name: String,
+    /// Always `null`.
+    pub creation_timestamp: Option<String>,
+}
+
+/// `apidiscovery.k8s.io` `APIGroupDiscovery`.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct ApiGroupDiscovery {
+    /// Name of the group.
+    pub metadata: DiscoveryObjectMeta,
+    /// Versions, preferred first.
+    pub versions: Vec<ApiVersionDiscovery>,
+}
+
+/// `apidiscovery.k8s.io` `APIGroupDiscoveryList`: aggregated discovery, every group, version and
+/// resource in one document.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ApiGroupDiscoveryList {
+    /// `APIGroupDiscoveryList`.
+    pub kind: &'static str,
+    /// `apidiscovery.k8s.io/v2` or `apidiscovery.k8s.io/v2beta1`.
+    pub api_version: &'static str,
+    /// Always `{}`.
+    pub metadata: ListMeta,
+    /// The groups.
+    pub items: Vec<ApiGroupDiscovery>,
+}
+
 /// `metav1.Status` for errors.
 #[derive(Clone, Debug, Serialize, PartialEq)]
 #[serde(rename_all = "camelCase")]

@@ -281,7 +281,14 @@ impl Authenticator {
                                 }
                             }
                         }
-                        return Ok(UserInfo {
+                        crate::telemetry::Metrics::outcome(
+                            &crate::telemetry::metrics().authentications,
+                            "front_proxy",
+                        );
+                        // The front proxy's identity is as authenticated as any other: without
+                        // `system:authenticated` RBAC's `system:discovery` binding does not apply
+                        // and the aggregator's own discovery requests are refused.
+                        return Ok(authenticated(UserInfo {
                             name: user.to_string(),
                             uid: header_values(headers, &rh.uid_headers)
                                 .next()
@@ -291,7 +298,7 @@ impl Authenticator {
                                 .map(str::to_string)
                                 .collect(),
                             extra,
-                        });
+                        }));
                     }
                 } else {
                     failure = Some(format!(

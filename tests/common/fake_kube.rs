@@ -1,5 +1,6 @@
 //! A small fake kube-apiserver: discovery (aggregated and per-group) and metadata-only pod
-//! lists, in the JSON shapes the real one (v1.36) returns.
+//! lists, in the JSON shapes the real one (v1.36) returns, and TokenReviews and
+//! SubjectAccessReviews, the latter decided by RBAC from role and binding data ([`Rbac`]).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +11,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use k8s_openapi::api::authorization::v1::SubjectAccessReviewSpec;
 use prom_metrics_adapter::rules::selector::Selector;
 use serde_json::{Value, json};
+
+use super::rbac::Rbac;
 
 /// (namespace, name, labels)
 pub type Pod = (
@@ -47,8 +51,14 @@ pub struct FakeState {
     pub auth_configmap: std::sync::Mutex<Option<BTreeMap<String, String>>>,
     /// Bearer token → (user, groups) the TokenReview accepts.
     pub tokens: std::sync::Mutex<BTreeMap<String, (String, Vec<String>)>>,
-    /// Users the SubjectAccessReview allows.
-    pub allowed_users: std::sync::Mutex<Vec<String>>,
+    /// The cluster's roles and bindings, which decide SubjectAccessReviews; a fresh cluster
+    /// with `manifests/` applied unless a test says otherwise.
+    pub rbac: std::sync::Mutex<Rbac>,
+    /// The adapter's own service account, which the kubeconfig's token authenticates as:
+    /// (namespace, name). `manifests/` runs it as monitoring/prom-metrics-adapter.
+    pub adapter_account: std::sync::Mutex<(String, String)>,
+    /// Requests of the adapter's own that RBAC refused (`403`), as "verb what".
+    pub refused: std::sync::Mutex<Vec<String>>,
     /// TokenReviews seen.
     pub token_reviews: AtomicUsize,
     /// SubjectAccessReview specs seen.
@@ -66,7 +76,12 @@ impl Default for FakeState {
             events: tokio::sync::broadcast::channel(16).0,
             auth_configmap: Default::default(),
             tokens: Default::default(),
-            allowed_users: Default::default(),
+            rbac: std::sync::Mutex::new(Rbac::with_manifests(false)),
+            adapter_account: std::sync::Mutex::new((
+                "monitoring".into(),
+                "prom-metrics-adapter".into(),
+            )),
+            refused: Default::default(),
             token_reviews: AtomicUsize::new(0),
             access_reviews: Default::default(),
         }
@@ -360,7 +375,7 @@ async fn token_review(State(st): State<Arc<FakeState>>, body: String) -> Respons
         .as_str()
         .unwrap_or_default()
         .to_string();
-    let status = match st.tokens.lock().unwrap().get(&token) {
+    let status = match review_token(&st, &token) {
         Some((user, groups)) => {
             json!({"authenticated": true, "user": {"username": user, "uid": format!("uid-{user}"), "groups": groups}, "audiences": ["https://kubernetes.default.svc"]})
         }
@@ -378,13 +393,19 @@ async fn token_review(State(st): State<Arc<FakeState>>, body: String) -> Respons
 }
 
 async fn subject_access_review(State(st): State<Arc<FakeState>>, body: String) -> Response {
-    let req: Value = serde_json::from_str(&body).unwrap_or_default();
+    let req: Value = match serde_json::from_str(&body) {
+        Ok(v) => v,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
     st.access_reviews.lock().unwrap().push(req["spec"].clone());
-    let user = req["spec"]["user"].as_str().unwrap_or_default().to_string();
-    let allowed = st.allowed_users.lock().unwrap().contains(&user);
+    let spec: SubjectAccessReviewSpec = match serde_json::from_value(req["spec"].clone()) {
+        Ok(s) => s,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let decision = st.rbac.lock().unwrap().decide(&spec);
     let mut out = req.clone();
-    out["status"] = if allowed {
-        json!({"allowed": true, "reason": "RBAC: allowed by ClusterRoleBinding \"hpa-metrics\""})
+    out["status"] = if decision.allowed {
+        json!({"allowed": true, "reason": decision.reason})
     } else {
         json!({"allowed": false})
     };
@@ -395,6 +416,122 @@ async fn subject_access_review(State(st): State<Arc<FakeState>>, body: String) -
         out.to_string(),
     )
         .into_response()
+}
+
+/// The token in the kubeconfig the fake writes for the adapter.
+const ADAPTER_TOKEN: &str = "test-token";
+
+/// Who a bearer token is: the adapter's service account for its kubeconfig's token, else what
+/// a test registered in `tokens`.
+fn review_token(st: &FakeState, token: &str) -> Option<(String, Vec<String>)> {
+    if token == ADAPTER_TOKEN {
+        let (ns, name) = st.adapter_account.lock().unwrap().clone();
+        return Some((
+            format!("system:serviceaccount:{ns}:{name}"),
+            vec![
+                "system:serviceaccounts".into(),
+                format!("system:serviceaccounts:{ns}"),
+                "system:authenticated".into(),
+            ],
+        ));
+    }
+    st.tokens.lock().unwrap().get(token).cloned()
+}
+
+/// The attributes kube-apiserver's RequestInfo derives from a request to the fake: a path
+/// under `/api/v1` or `/apis/<group>/<version>` naming a resource is a resource request (verb
+/// from the method, `list`/`watch` without a name); anything else, discovery included, is a
+/// non-resource request.
+fn request_attributes(method: &axum::http::Method, uri: &axum::http::Uri) -> Value {
+    let segs: Vec<&str> = uri.path().split('/').filter(|s| !s.is_empty()).collect();
+    let (group, rest) = match segs.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => ("", &[][..]),
+    };
+    if rest.is_empty() {
+        return json!({"nonResourceAttributes": {"path": uri.path(), "verb": method.as_str().to_lowercase()}});
+    }
+    let (namespace, rest) = match rest {
+        ["namespaces", ns, rest @ ..] if !rest.is_empty() => (*ns, rest),
+        _ => ("", rest),
+    };
+    let watch = uri
+        .query()
+        .is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let name = rest.get(1).copied().unwrap_or_default();
+    let verb = match (method.as_str(), name.is_empty(), watch) {
+        ("POST", _, _) => "create",
+        (_, _, true) => "watch",
+        (_, true, _) => "list",
+        _ => "get",
+    };
+    json!({"resourceAttributes": {"group": group, "resource": rest[0], "name": name,
+        "subresource": rest.get(2).copied().unwrap_or_default(), "namespace": namespace, "verb": verb}})
+}
+
+fn status(code: StatusCode, reason: &str, message: String) -> Response {
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+               "message": message, "reason": reason, "code": code.as_u16()})
+        .to_string(),
+    )
+        .into_response()
+}
+
+/// Authenticates the caller by its bearer token and authorizes the request with RBAC, as
+/// kube-apiserver does for the adapter's own calls (discovery, lists and watches, the
+/// authentication ConfigMap, TokenReviews and SubjectAccessReviews).
+async fn authorize_caller(
+    State(st): State<Arc<FakeState>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_string();
+    let Some((user, groups)) = review_token(&st, &token) else {
+        return status(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "Unauthorized".into(),
+        );
+    };
+    let mut spec = request_attributes(req.method(), req.uri());
+    spec["user"] = json!(user);
+    spec["groups"] = json!(groups);
+    let spec: SubjectAccessReviewSpec = serde_json::from_value(spec).unwrap();
+    if st.rbac.lock().unwrap().decide(&spec).allowed {
+        return next.run(req).await;
+    }
+    let what = match (&spec.resource_attributes, &spec.non_resource_attributes) {
+        (Some(r), _) => format!(
+            "{} {}/{} {:?} in namespace {:?}",
+            r.verb.clone().unwrap_or_default(),
+            r.group.clone().unwrap_or_default(),
+            r.resource.clone().unwrap_or_default(),
+            r.name.clone().unwrap_or_default(),
+            r.namespace.clone().unwrap_or_default()
+        ),
+        (_, Some(n)) => format!(
+            "{} {}",
+            n.verb.clone().unwrap_or_default(),
+            n.path.clone().unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
+    st.refused.lock().unwrap().push(what.clone());
+    status(
+        StatusCode::FORBIDDEN,
+        "Forbidden",
+        format!("User \"{user}\" cannot {what}"),
+    )
 }
 
 impl FakeKube {
@@ -425,6 +562,10 @@ impl FakeKube {
                 "/apis/authorization.k8s.io/v1/subjectaccessreviews",
                 axum::routing::post(subject_access_review),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                authorize_caller,
+            ))
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
