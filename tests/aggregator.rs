@@ -22,7 +22,7 @@ use common::secure::{
     Ca, HPA_USER, Server, auth_configmap, client, get, send, start_with_config,
     try_start_with_config,
 };
-use common::{fixture, helm};
+use common::{fixture, tools};
 use serde_json::{Value, json};
 
 /// `resourceRules` over the fixture's cAdvisor-shaped series, so `metrics.k8s.io` is served.
@@ -87,6 +87,7 @@ const KUBEADM_ADMIN: Identity = Identity {
 /// A fake cluster with `rbac` and the adapter registered in it.
 struct Cluster {
     fake: FakeKube,
+    client_ca: Ca,
     front_proxy: (String, String),
     server: Server,
 }
@@ -110,6 +111,7 @@ impl Cluster {
         let server = start_with_config(&fake, &config, &[]).await;
         Cluster {
             fake,
+            client_ca,
             front_proxy: front_proxy_ca.client("front-proxy-client", &[]),
             server,
         }
@@ -347,7 +349,7 @@ async fn every_request_of_the_aggregator_and_the_hpa_succeeds_with_the_manifests
 
 #[tokio::test]
 async fn every_request_of_the_aggregator_and_the_hpa_succeeds_with_the_charts_rbac_alone() {
-    let rendered = helm::template(
+    let rendered = tools::helm_template(
         "adapter",
         "monitoring",
         &[
@@ -723,5 +725,100 @@ async fn without_the_manifests_rbac_the_adapter_is_refused_and_names_the_missing
     assert!(
         refused.iter().any(|r| r.contains("configmaps")),
         "{refused:?}"
+    );
+}
+
+/// Runs the real kubectl with `kubeconfig` and `args`; returns stdout, panicking with stderr
+/// when it fails.
+async fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let cache = kubeconfig.with_file_name("cache");
+    let out = tokio::process::Command::new(tools::kubectl())
+        .arg(format!("--kubeconfig={}", kubeconfig.display()))
+        .arg(format!("--cache-dir={}", cache.display()))
+        .args(args)
+        .output()
+        .await
+        .expect("running kubectl");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "kubectl {}: {stdout}{}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test]
+async fn the_real_kubectl_reads_aggregated_discovery_and_kubectl_top_prints_pod_usage() {
+    let cluster = Cluster::start(Rbac::with_manifests(true)).await;
+    // kubeadm's admin.conf identity, straight to the adapter with a client certificate.
+    let (cert, key) = cluster
+        .client_ca
+        .client("kubernetes-admin", &["kubeadm:cluster-admins"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("admin.crt"), dir.path().join("admin.key"));
+    std::fs::write(&cert_file, cert).unwrap();
+    std::fs::write(&key_file, key).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: adapter\n  cluster:\n    server: {}\n    insecure-skip-tls-verify: true\n\
+             users:\n- name: admin\n  user:\n    client-certificate: {}\n    client-key: {}\n\
+             contexts:\n- name: adapter\n  context: {{cluster: adapter, user: admin}}\ncurrent-context: adapter\n",
+            cluster.server.url(""),
+            cert_file.display(),
+            key_file.display()
+        ),
+    )
+    .unwrap();
+    let versions = kubectl(&kubeconfig, &["api-versions"]).await;
+    let versions: Vec<&str> = versions.lines().collect();
+    assert_eq!(
+        versions,
+        [
+            "custom.metrics.k8s.io/v1beta1",
+            "custom.metrics.k8s.io/v1beta2",
+            "external.metrics.k8s.io/v1beta1",
+            "metrics.k8s.io/v1beta1"
+        ]
+    );
+    // api-resources comes from the same aggregated document: external metrics and pod/node
+    // metrics are resources; custom metrics are subresources, which it hides.
+    let resources = kubectl(
+        &kubeconfig,
+        &["api-resources", "--no-headers", "-o", "name"],
+    )
+    .await;
+    let mut resources: Vec<&str> = resources.lines().collect();
+    resources.sort();
+    assert_eq!(
+        resources,
+        [
+            "nodes.metrics.k8s.io",
+            "pods.metrics.k8s.io",
+            "queue_length.external.metrics.k8s.io"
+        ]
+    );
+    let top = kubectl(
+        &kubeconfig,
+        &["top", "pods", "-n", "default", "--no-headers"],
+    )
+    .await;
+    // Each fixture container uses 0.2 cores (rate() may land a millicore off) and 1 MiB.
+    let rows: Vec<(&str, u32, &str)> = top
+        .lines()
+        .map(|l| match l.split_whitespace().collect::<Vec<_>>()[..] {
+            [pod, cpu, memory] => (pod, cpu.trim_end_matches('m').parse().unwrap_or(0), memory),
+            _ => panic!("kubectl top pods printed {l:?}"),
+        })
+        .collect();
+    let pods: Vec<&str> = rows.iter().map(|r| r.0).collect();
+    assert_eq!(pods, ["web-1", "web-2", "worker-1"], "{top}");
+    assert!(
+        rows.iter()
+            .all(|(_, cpu, memory)| (195..=205).contains(cpu) && *memory == "1Mi"),
+        "kubectl top pods printed:\n{top}"
     );
 }

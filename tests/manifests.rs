@@ -14,7 +14,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use common::helm::{self, CHART, run_helm};
+use common::tools::{self, CHART, run_helm};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret, Service, ServiceAccount};
@@ -908,7 +908,7 @@ const FULLNAME: &str = "adapter-prom-metrics-adapter";
 
 /// `helm template` of the chart with extra arguments; panics with helm's output on failure.
 fn render(extra: &[&str]) -> Vec<Doc> {
-    let text = helm::template(RELEASE, NAMESPACE, extra);
+    let text = tools::helm_template(RELEASE, NAMESPACE, extra);
     parse_documents(&text, &format!("helm template {}", extra.join(" ")))
 }
 

@@ -4,9 +4,9 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
-pub mod helm;
 pub mod rbac;
 pub mod secure;
+pub mod tools;
 
 use std::fmt::Write as _;
 use std::sync::OnceLock;

@@ -1,5 +1,6 @@
-//! The real `helm` binary (installed by `scripts/install-deps.sh`), run on the chart with its
-//! state directories kept out of the user's home.
+//! The real `helm` and `kubectl` binaries (installed by `scripts/install-deps.sh` when
+//! missing): helm renders the chart with its state directories kept out of the user's home;
+//! kubectl is a real client-go client of the adapter.
 
 #![allow(dead_code)]
 
@@ -10,22 +11,31 @@ use std::sync::OnceLock;
 /// The chart, relative to the repository root.
 pub const CHART: &str = "deploy/helm/prom-metrics-adapter";
 
-/// `helm` on PATH; panics with how to install it when it is missing.
+/// `name` on PATH; panics with how to install it when it is missing.
+fn on_path(name: &str) -> PathBuf {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    });
+    found.unwrap_or_else(|| {
+        panic!(
+            "`{name}` is not on PATH, so this test cannot run. Run scripts/install-deps.sh (or \
+             scripts/install-helm.sh), which installs helm and kubectl."
+        )
+    })
+}
+
+/// `helm` on PATH.
 pub fn helm() -> &'static Path {
     static HELM: OnceLock<PathBuf> = OnceLock::new();
-    HELM.get_or_init(|| {
-        let found = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("helm"))
-                .find(|p| p.is_file())
-        });
-        found.unwrap_or_else(|| {
-            panic!(
-                "`helm` is not on PATH, so the Helm chart cannot be tested. Run \
-                 scripts/install-deps.sh (or scripts/install-helm.sh), which installs it."
-            )
-        })
-    })
+    HELM.get_or_init(|| on_path("helm"))
+}
+
+/// `kubectl` on PATH.
+pub fn kubectl() -> &'static Path {
+    static KUBECTL: OnceLock<PathBuf> = OnceLock::new();
+    KUBECTL.get_or_init(|| on_path("kubectl"))
 }
 
 /// Runs helm in the repository root with its state directories in a temporary directory.
@@ -43,7 +53,7 @@ pub fn run_helm(args: &[&str]) -> std::process::Output {
 
 /// `helm template <release> <chart> --namespace <namespace> <extra…>`: the rendered YAML;
 /// panics with helm's output on failure.
-pub fn template(release: &str, namespace: &str, extra: &[&str]) -> String {
+pub fn helm_template(release: &str, namespace: &str, extra: &[&str]) -> String {
     let mut args = vec!["template", release, CHART, "--namespace", namespace];
     args.extend_from_slice(extra);
     let out = run_helm(&args);
