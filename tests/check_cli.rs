@@ -117,3 +117,28 @@ fn a_broken_file_is_an_error_naming_the_line() {
         "{out}"
     );
 }
+
+#[test]
+fn credentials_and_query_strings_of_the_prometheus_url_never_reach_the_output() {
+    let url = prometheus()
+        .url()
+        .replacen("http://", "http://reader:s3cret@", 1)
+        + "/?api_key=k3y";
+    for format in ["text", "json"] {
+        let (code, out, err) = check(&[
+            "--config",
+            &path("tests/fixtures/external-rules.yaml"),
+            "--prometheus-url",
+            &url,
+            "-o",
+            format,
+        ]);
+        assert!(code == 0 || code == 1, "{out}{err}");
+        assert!(out.contains("REDACTED"), "{out}");
+        let all = format!("{out}{err}");
+        assert!(
+            !all.contains("s3cret") && !all.contains("k3y"),
+            "{format}: {all}"
+        );
+    }
+}

@@ -122,18 +122,111 @@ async fn headers_are_never_trusted_from_a_non_front_proxy_certificate() {
         (last["user"].clone(), last["groups"].clone()),
         (json!("bob"), json!(["team-a", "system:authenticated"]))
     );
-    // The front-proxy CA but a CN that is not allowed: 401.
+    // The front-proxy CA but a CN that is not allowed: 401, saying nothing more.
     let wrong_cn = fp_ca.client("someone-else", &[]);
     let (code, body) = get(&client(Some(&wrong_cn)), &s.url(HPA_PATH), HPA_HEADERS)
         .await
         .unwrap();
     assert_eq!(code, 401, "{body}");
-    // A certificate from another CA does not get through the TLS handshake.
+    assert_eq!(body["message"], "Unauthorized");
+    assert_eq!(body["reason"], "Unauthorized");
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_ca_completes_the_handshake_and_fails_authentication() {
+    let (fake, _, _, s) = setup().await;
+    // As Go's RequestClientCert: the handshake succeeds, x509 authentication fails.
     let rogue = Ca::new("rogue").client("front-proxy-client", &[]);
-    assert!(
-        get(&client(Some(&rogue)), &s.url(HPA_PATH), HPA_HEADERS)
-            .await
-            .is_err()
+    let (code, body) = get(&client(Some(&rogue)), &s.url(HPA_PATH), HPA_HEADERS)
+        .await
+        .unwrap();
+    assert_eq!(code, 401, "{body}");
+    assert_eq!(body["message"], "Unauthorized");
+    // The bearer token is still tried, and authenticates.
+    let mut with_token = HPA_HEADERS.to_vec();
+    with_token.push(("Authorization", "Bearer good-token"));
+    let (code, body) = get(&client(Some(&rogue)), &s.url(HPA_PATH), &with_token)
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let last = fake.state.access_reviews.lock().unwrap().last().cloned();
+    assert_eq!(last.unwrap()["user"], "alice");
+}
+
+#[tokio::test]
+async fn the_last_common_name_is_the_identity_as_in_go() {
+    let (fake, client_ca, fp_ca, s) = setup().await;
+    // kube-apiserver reads CN=front-proxy-client, CN=mallory as "mallory": not an allowed
+    // front proxy, so the headers are not trusted.
+    let two_cns = fp_ca.client_subject(&["front-proxy-client", "mallory"], &[]);
+    let (code, body) = get(&client(Some(&two_cns)), &s.url(HPA_PATH), HPA_HEADERS)
+        .await
+        .unwrap();
+    assert_eq!(code, 401, "{body}");
+    // The other order is an allowed front proxy.
+    let allowed_last = fp_ca.client_subject(&["mallory", "front-proxy-client"], &[]);
+    let (code, body) = get(&client(Some(&allowed_last)), &s.url(HPA_PATH), HPA_HEADERS)
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    // From the client CA, the user is the last CN and the groups every O.
+    let cert = client_ca.client_subject(&["alice", "bob"], &["team-a", "team-b"]);
+    let (code, _) = get(&client(Some(&cert)), &s.url(HPA_PATH), &[])
+        .await
+        .unwrap();
+    assert_eq!(code, 403);
+    let last = fake
+        .state
+        .access_reviews
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last["user"], "bob");
+    assert_eq!(
+        last["groups"],
+        json!(["team-a", "team-b", "system:authenticated"])
+    );
+}
+
+#[tokio::test]
+async fn front_proxy_header_edge_cases_follow_k8s_apiserver() {
+    let (fake, _, fp_ca, s) = setup().await;
+    let fp = fp_ca.client("front-proxy-client", &[]);
+    // The front proxy's certificate without a user header: not anonymous, a 401.
+    let (code, body) = get(
+        &client(Some(&fp)),
+        &s.url(HPA_PATH),
+        &[("X-Remote-Group", "system:masters")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 401, "{body}");
+    // Empty group values are dropped; system:authenticated is added once.
+    let (code, body) = get(
+        &client(Some(&fp)),
+        &s.url(HPA_PATH),
+        &[
+            ("X-Remote-User", HPA_USER),
+            ("X-Remote-Group", ""),
+            ("X-Remote-Group", "system:serviceaccounts"),
+        ],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let last = fake
+        .state
+        .access_reviews
+        .lock()
+        .unwrap()
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        last["groups"],
+        json!(["system:serviceaccounts", "system:authenticated"])
     );
 }
 
@@ -235,12 +328,10 @@ async fn a_rotated_front_proxy_ca_in_the_configmap_applies_without_a_restart() {
     }
     assert_eq!(code, 200, "the new front-proxy CA was never accepted");
     let old_fp = old_fp_ca.client("front-proxy-client", &[]);
-    assert!(
-        get(&client(Some(&old_fp)), &s.url(HPA_PATH), HPA_HEADERS)
-            .await
-            .is_err(),
-        "the old CA must be refused"
-    );
+    let (code, _) = get(&client(Some(&old_fp)), &s.url(HPA_PATH), HPA_HEADERS)
+        .await
+        .unwrap();
+    assert_eq!(code, 401, "the old CA must be refused");
 }
 
 #[tokio::test]

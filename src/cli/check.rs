@@ -116,7 +116,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             .map(|(r, s)| rule_report(&r.label(), &r.series_query, s))
             .collect();
         discovery = Some(json!({
-            "prometheus": args.target.prometheus.prometheus_url,
+            "prometheus": crate::query::prometheus::redacted_url(&args.target.prometheus.prometheus_url),
             "rules": rules,
             "customResources": reg.custom_keys().len(),
             "externalMetrics": reg.external_names().len(),

@@ -280,7 +280,7 @@ pub async fn serve_adapter(
     let local = listener
         .local_addr()
         .context("reading the listening address")?;
-    tracing::info!(address = %local, prometheus = %flags.prometheus.prometheus_url, "serving plain HTTP (standalone mode)");
+    tracing::info!(address = %local, prometheus = %crate::query::prometheus::redacted_url(&flags.prometheus.prometheus_url), "serving plain HTTP (standalone mode)");
     let discovery = spawn_discovery(&state, discoverer);
     let result = crate::server::serve_plain(listener, api::router(state), shutdown).await;
     discovery.abort();
@@ -468,7 +468,7 @@ pub async fn start_cluster(
             };
         }
     };
-    tracing::info!(address = %bound, prometheus = %flags.prometheus.prometheus_url, "serving HTTPS");
+    tracing::info!(address = %bound, prometheus = %crate::query::prometheus::redacted_url(&flags.prometheus.prometheus_url), "serving HTTPS");
     Ok((bound, server))
 }
 

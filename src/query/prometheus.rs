@@ -257,6 +257,34 @@ fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, PrometheusError> {
     })
 }
 
+/// `raw` with credentials and query string replaced by `REDACTED`, for logs and messages:
+/// `--prometheus-url` may carry a password (`https://user:pass@…`) or an API key
+/// (`…?api_key=…`). A string that does not parse as a URL is redacted the same way by hand.
+pub fn redacted_url(raw: &str) -> String {
+    if let Ok(mut url) = url::Url::parse(raw) {
+        if !url.username().is_empty() || url.password().is_some() {
+            let _ = url.set_username("REDACTED");
+            let _ = url.set_password(None);
+        }
+        if url.query().is_some() {
+            url.set_query(Some("REDACTED"));
+        }
+        return url.to_string();
+    }
+    let (before_query, query) = match raw.split_once('?') {
+        Some((b, _)) => (b, "?REDACTED"),
+        None => (raw, ""),
+    };
+    let without_userinfo = match before_query.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((_, host)) => format!("{scheme}://REDACTED@{host}"),
+            None => before_query.to_string(),
+        },
+        None => before_query.to_string(),
+    };
+    format!("{without_userinfo}{query}")
+}
+
 /// An error and all its causes on one line: reqwest's own message alone ("error sending
 /// request") does not say what went wrong.
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -277,12 +305,15 @@ impl PrometheusClient {
     pub fn new(settings: &PrometheusSettings) -> Result<Self, PrometheusError> {
         crate::install_crypto_provider();
         let url = url::Url::parse(&settings.url).map_err(|e| {
-            PrometheusError::Settings(format!("invalid Prometheus URL {:?}: {e}", settings.url))
+            PrometheusError::Settings(format!(
+                "invalid Prometheus URL {:?}: {e}",
+                redacted_url(&settings.url)
+            ))
         })?;
         if !matches!(url.scheme(), "http" | "https") {
             return Err(PrometheusError::Settings(format!(
                 "Prometheus URL {:?} must be http or https",
-                settings.url
+                redacted_url(&settings.url)
             )));
         }
         let mut headers = HeaderMap::new();
@@ -381,9 +412,11 @@ impl PrometheusClient {
         match req.send().await {
             Ok(resp) => Ok((url, resp)),
             Err(e) if e.is_timeout() => Err(PrometheusError::Timeout { url, timeout }),
+            // reqwest's message carries the whole URL, credentials and query included: drop it,
+            // ours (`url`) names the endpoint without them.
             Err(e) => Err(PrometheusError::Transport {
                 url,
-                message: error_chain(&e),
+                message: error_chain(&e.without_url()),
             }),
         }
     }
@@ -420,7 +453,7 @@ impl PrometheusClient {
             } else {
                 PrometheusError::Transport {
                     url: url.clone(),
-                    message: error_chain(&e),
+                    message: error_chain(&e.without_url()),
                 }
             }
         })?;
@@ -466,7 +499,7 @@ impl PrometheusClient {
         }
         let stream = resp
             .bytes_stream()
-            .map_err(|e| std::io::Error::other(error_chain(&e)));
+            .map_err(|e| std::io::Error::other(error_chain(&e.without_url())));
         let reader = tokio_util::io::StreamReader::new(stream);
         let bridge = tokio_util::io::SyncIoBridge::new(reader);
         let decode_url = url.clone();
@@ -518,7 +551,7 @@ impl PrometheusClient {
         let status = resp.status().as_u16();
         let body = resp.bytes().await.map_err(|e| PrometheusError::Transport {
             url: url.clone(),
-            message: error_chain(&e),
+            message: error_chain(&e.without_url()),
         })?;
         if !(200..300).contains(&status) {
             return Err(error_from_body(&url, status, &body));
@@ -813,6 +846,48 @@ pub fn decode_series<R: std::io::Read>(url: &str, reader: R) -> Result<SeriesSet
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn urls_lose_credentials_and_query_strings_in_messages() {
+        assert_eq!(
+            redacted_url("https://user:s3cret@prom.example:9090/prefix?api_key=k3y"),
+            "https://REDACTED@prom.example:9090/prefix?REDACTED"
+        );
+        assert_eq!(
+            redacted_url("http://prometheus:9090"),
+            "http://prometheus:9090/"
+        );
+        // Not a URL, still redacted.
+        let odd = redacted_url("ht!tp://u:s3cret@[bad/x?api_key=k3y");
+        assert!(!odd.contains("s3cret") && !odd.contains("k3y"), "{odd}");
+    }
+
+    #[tokio::test]
+    async fn transport_errors_never_carry_the_urls_secrets() {
+        crate::install_crypto_provider();
+        // A port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let client = PrometheusClient::new(&PrometheusSettings {
+            url: format!("http://user:s3cret@127.0.0.1:{port}/?api_key=k3y"),
+            ..Default::default()
+        })
+        .unwrap();
+        let err = client.query("up", 0.0).await.unwrap_err().to_string();
+        assert!(err.contains("127.0.0.1"), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("k3y"), "{err}");
+        let bad = PrometheusClient::new(&PrometheusSettings {
+            url: "ftp://user:s3cret@host/".into(),
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!bad.contains("s3cret"), "{bad}");
+    }
 
     #[test]
     fn series_are_reduced_to_names_and_shared_label_sets() {

@@ -1,7 +1,9 @@
 //! Delegated authentication, the way k8s.io/apiserver does it for aggregated API servers, in
 //! this order: a front-proxy client certificate makes the `X-Remote-*` headers the identity; a
-//! client certificate from the client CA makes its CN the user and its O values the groups; a
-//! bearer token is checked with a TokenReview (cached); otherwise the request is anonymous.
+//! client certificate from the client CA makes its (last) CN the user and its O values the
+//! groups; a bearer token is checked with a TokenReview (cached); a request with none of these
+//! is anonymous, one whose credentials all failed is a 401. The TLS layer asks for a client
+//! certificate but does not judge it ([`super::tls`]): that happens here, per identity source.
 //! The `X-Remote-*` headers are never read on any other connection.
 
 use std::collections::BTreeMap;
@@ -184,20 +186,40 @@ fn header_values<'a>(
         .filter_map(|v| v.to_str().ok())
 }
 
-fn common_name_and_orgs(der: &[u8]) -> Option<(String, Vec<String>)> {
-    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+/// The identity parts of a certificate's subject, read as Go's `pkix.Name` reads them.
+struct Subject {
+    /// The **last** CN: Go keeps overwriting `CommonName`, so a subject
+    /// `CN=front-proxy-client, CN=mallory` is `mallory` to the kube-apiserver, and must be here.
+    common_name: String,
+    /// Every O, in order.
+    organizations: Vec<String>,
+}
+
+/// The leaf certificate's subject; `None` when it does not parse or has no CN.
+fn subject(peer_certs: &[Vec<u8>]) -> Option<Subject> {
+    let (_, cert) = x509_parser::parse_x509_certificate(peer_certs.first()?).ok()?;
     let subject = cert.subject();
-    let cn = subject
+    let common_name = subject
         .iter_common_name()
-        .next()?
-        .as_str()
-        .ok()?
+        .filter_map(|cn| cn.as_str().ok())
+        .last()?
         .to_string();
-    let orgs = subject
+    let organizations = subject
         .iter_organization()
         .filter_map(|o| o.as_str().ok().map(str::to_string))
         .collect();
-    Some((cn, orgs))
+    Some(Subject {
+        common_name,
+        organizations,
+    })
+}
+
+/// `CN="…"` of the leaf, for messages.
+fn describe(peer_certs: &[Vec<u8>]) -> String {
+    match subject(peer_certs) {
+        Some(s) => format!("CN={:?}", s.common_name),
+        None => "(no readable subject)".into(),
+    }
 }
 
 fn verifies(verifier: &Arc<dyn ClientCertVerifier>, chain: &[Vec<u8>]) -> bool {
@@ -249,116 +271,151 @@ impl Authenticator {
     }
 
     /// Who sent a request with these peer certificates (leaf first) and headers.
+    ///
+    /// As k8s.io/apiserver's union of authenticators: the front proxy, the client CA, then the
+    /// bearer token; the first that authenticates wins. A source that finds bad credentials
+    /// (a certificate no trusted CA signed, a front-proxy CN that is not allowed, a rejected
+    /// token) does not stop the others, but when none authenticates the request is a 401
+    /// naming every failure, not anonymous. Only a request with no credentials at all is
+    /// anonymous.
     pub async fn authenticate(
         &self,
         peer_certs: &[Vec<u8>],
         headers: &HeaderMap,
     ) -> Result<UserInfo, AuthnError> {
         let v = self.verifiers.load_full();
-        let mut failure = None;
+        let mut failures: Vec<String> = Vec::new();
         if !peer_certs.is_empty() {
-            if let (Some(rh_verifier), Some(rh)) = (&v.requestheader, &v.config.requestheader)
-                && verifies(rh_verifier, peer_certs)
-            {
-                let cn = common_name_and_orgs(&peer_certs[0])
-                    .map(|(cn, _)| cn)
-                    .unwrap_or_default();
-                if rh.allowed_names.is_empty() || rh.allowed_names.contains(&cn) {
-                    if let Some(user) =
-                        header_values(headers, &rh.username_headers).find(|u| !u.is_empty())
-                    {
-                        let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
-                        for (name, value) in headers {
-                            for prefix in &rh.extra_prefixes {
-                                if let Some(key) =
-                                    name.as_str().strip_prefix(&prefix.to_ascii_lowercase())
-                                    && let Ok(value) = value.to_str()
-                                {
-                                    let key = percent_encoding::percent_decode_str(key)
-                                        .decode_utf8_lossy()
-                                        .to_lowercase();
-                                    extra.entry(key).or_default().push(value.to_string());
-                                }
-                            }
-                        }
-                        crate::telemetry::Metrics::outcome(
-                            &crate::telemetry::metrics().authentications,
-                            "front_proxy",
-                        );
-                        // The front proxy's identity is as authenticated as any other: without
-                        // `system:authenticated` RBAC's `system:discovery` binding does not apply
-                        // and the aggregator's own discovery requests are refused.
-                        return Ok(authenticated(UserInfo {
-                            name: user.to_string(),
-                            uid: header_values(headers, &rh.uid_headers)
-                                .next()
-                                .unwrap_or_default()
-                                .to_string(),
-                            groups: header_values(headers, &rh.group_headers)
-                                .map(str::to_string)
-                                .collect(),
-                            extra,
-                        }));
+            if let (Some(rh_verifier), Some(rh)) = (&v.requestheader, &v.config.requestheader) {
+                match front_proxy_user(rh_verifier, rh, peer_certs, headers) {
+                    Ok(Some(user)) => {
+                        count("front_proxy");
+                        return Ok(authenticated(user));
                     }
-                } else {
-                    failure = Some(format!(
-                        "front-proxy client certificate CN {cn:?} is not in --requestheader-allowed-names"
-                    ));
+                    Ok(None) => {}
+                    Err(e) => failures.push(e),
                 }
             }
-            if let Some(client_verifier) = &v.client
-                && verifies(client_verifier, peer_certs)
-                && let Some((cn, orgs)) = common_name_and_orgs(&peer_certs[0])
-            {
-                crate::telemetry::Metrics::outcome(
-                    &crate::telemetry::metrics().authentications,
-                    "client_cert",
-                );
-                return Ok(authenticated(UserInfo {
-                    name: cn,
-                    groups: orgs,
-                    ..Default::default()
-                }));
+            if let Some(client_verifier) = &v.client {
+                match subject(peer_certs) {
+                    Some(name) if verifies(client_verifier, peer_certs) => {
+                        count("client_cert");
+                        return Ok(authenticated(UserInfo {
+                            name: name.common_name,
+                            groups: name.organizations,
+                            ..Default::default()
+                        }));
+                    }
+                    _ => failures.push(format!(
+                        "the client certificate {} is not signed by the client CA",
+                        describe(peer_certs)
+                    )),
+                }
             }
         }
-        if let Some(token) = headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme.eq_ignore_ascii_case("bearer").then_some(token)
-            })
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-        {
-            crate::telemetry::Metrics::outcome(
-                &crate::telemetry::metrics().authentications,
-                "token",
-            );
-            return match &self.tokens {
-                Some(reviewer) => reviewer.review(token).await.map(authenticated),
-                None => Err(AuthnError::Invalid(
-                    "bearer tokens are not accepted (no authentication kubeconfig)".into(),
-                )),
-            };
-        }
-        match failure {
-            Some(f) => Err(AuthnError::Invalid(f)),
-            None => {
-                crate::telemetry::Metrics::outcome(
-                    &crate::telemetry::metrics().authentications,
-                    "anonymous",
-                );
-                Ok(UserInfo::anonymous())
+        if let Some(token) = bearer_token(headers) {
+            count("token");
+            match &self.tokens {
+                Some(reviewer) => match reviewer.review(token).await {
+                    Ok(user) => return Ok(authenticated(user)),
+                    Err(e @ AuthnError::Unavailable(_)) => return Err(e),
+                    Err(e) => failures.push(e.to_string()),
+                },
+                None => failures
+                    .push("bearer tokens are not accepted (no authentication kubeconfig)".into()),
             }
+        }
+        if failures.is_empty() {
+            count("anonymous");
+            Ok(UserInfo::anonymous())
+        } else {
+            Err(AuthnError::Invalid(failures.join("; ")))
         }
     }
 }
 
-/// Adds `system:authenticated` to an authenticated user, as the apiserver's
-/// AuthenticatedGroupAdder does, so RBAC granted to that group applies to every identity source.
+fn count(outcome: &str) {
+    crate::telemetry::Metrics::outcome(&crate::telemetry::metrics().authentications, outcome);
+}
+
+/// `Authorization: Bearer <token>`, when present and not empty.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            let (scheme, token) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(token)
+        })
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+}
+
+/// The front proxy's view: `Ok(Some)` when the certificate is the front proxy's and a user
+/// header names someone; `Ok(None)` when the certificate is the front proxy's but no user
+/// header is set (this source does not authenticate; the others may); `Err` when the
+/// certificate is not from the front-proxy CA or its CN is not allowed.
+fn front_proxy_user(
+    verifier: &Arc<dyn ClientCertVerifier>,
+    rh: &RequestHeaderConfig,
+    peer_certs: &[Vec<u8>],
+    headers: &HeaderMap,
+) -> Result<Option<UserInfo>, String> {
+    if !verifies(verifier, peer_certs) {
+        return Err(format!(
+            "the client certificate {} is not signed by the front-proxy CA",
+            describe(peer_certs)
+        ));
+    }
+    let cn = subject(peer_certs)
+        .map(|s| s.common_name)
+        .unwrap_or_default();
+    if !rh.allowed_names.is_empty() && !rh.allowed_names.contains(&cn) {
+        return Err(format!(
+            "front-proxy client certificate CN {cn:?} is not in --requestheader-allowed-names"
+        ));
+    }
+    let Some(user) = header_values(headers, &rh.username_headers).find(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    let mut extra: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, value) in headers {
+        for prefix in &rh.extra_prefixes {
+            if let Some(key) = name.as_str().strip_prefix(&prefix.to_ascii_lowercase())
+                && let Ok(value) = value.to_str()
+            {
+                let key = percent_encoding::percent_decode_str(key)
+                    .decode_utf8_lossy()
+                    .to_lowercase();
+                extra.entry(key).or_default().push(value.to_string());
+            }
+        }
+    }
+    Ok(Some(UserInfo {
+        name: user.to_string(),
+        uid: header_values(headers, &rh.uid_headers)
+            .find(|u| !u.is_empty())
+            .unwrap_or_default()
+            .to_string(),
+        // Empty values are dropped, as k8s.io/apiserver does: an empty group matches nothing.
+        groups: header_values(headers, &rh.group_headers)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+        extra,
+    }))
+}
+
+/// Adds `system:authenticated` to an authenticated user, as k8s.io/apiserver's
+/// `AuthenticatedGroupAdder` does (unless the user already is in it or in
+/// `system:unauthenticated`), so RBAC granted to that group, `system:discovery` among it,
+/// applies to every identity source.
 fn authenticated(mut user: UserInfo) -> UserInfo {
-    if !user.groups.iter().any(|g| g == "system:authenticated") {
+    if !user
+        .groups
+        .iter()
+        .any(|g| g == "system:authenticated" || g == "system:unauthenticated")
+    {
         user.groups.push("system:authenticated".into());
     }
     user
@@ -402,4 +459,45 @@ pub fn config_from_configmap(data: &BTreeMap<String, String>) -> Result<AuthnCon
 /// Header names compare case-insensitively; `HeaderMap` stores them lower-case.
 pub fn lowercase(v: Vec<String>) -> Vec<String> {
     v.into_iter().map(|s| s.to_ascii_lowercase()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(groups: &[&str]) -> UserInfo {
+        UserInfo {
+            name: "u".into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn system_authenticated_is_added_once_and_never_to_the_unauthenticated() {
+        assert_eq!(
+            authenticated(user(&["devs"])).groups,
+            ["devs", "system:authenticated"]
+        );
+        assert_eq!(
+            authenticated(user(&["system:authenticated", "devs"])).groups,
+            ["system:authenticated", "devs"]
+        );
+        assert_eq!(
+            authenticated(user(&["system:unauthenticated"])).groups,
+            ["system:unauthenticated"]
+        );
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_case_insensitively_and_never_empty() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer_token(&h), None);
+        h.insert("authorization", "bearer abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), Some("abc"));
+        h.insert("authorization", "Bearer   ".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+        h.insert("authorization", "Basic abc".parse().unwrap());
+        assert_eq!(bearer_token(&h), None);
+    }
 }

@@ -45,7 +45,9 @@ pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Ne
         Err(e) => {
             crate::telemetry::Metrics::outcome(&metrics.authentications, "error");
             tracing::info!(%path, error = %e, "authentication failed");
-            return ApiError::Unauthorized(format!("Unauthorized: {e}")).into_response();
+            // As k8s.io/apiserver: the why stays in our log; a caller learns nothing about
+            // which CAs or tokens we trust.
+            return ApiError::Unauthorized("Unauthorized".into()).into_response();
         }
     };
     let attrs = Attributes::from_path(&path);
@@ -72,7 +74,13 @@ pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Ne
         }
         Err(e) => {
             crate::telemetry::Metrics::outcome(&metrics.authorizations, "error");
-            ApiError::Internal(e.to_string()).into_response()
+            // The cause names our service account and the API server's answer: log only.
+            tracing::warn!(user = %user.name, %path, error = %e, "authorization check failed");
+            ApiError::Internal(
+                "the authorization check (SubjectAccessReview) failed; see the adapter's log"
+                    .into(),
+            )
+            .into_response()
         }
     }
 }

@@ -5,11 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::crypto::CryptoProvider;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig, SignatureScheme,
+};
 
 /// Why TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -238,14 +241,10 @@ pub fn server_config(
     let builder = if client_roots.is_empty() {
         builder.with_no_client_auth()
     } else {
-        let verifier = WebPkiClientVerifier::builder_with_provider(
-            Arc::new(root_store(client_roots)?),
-            provider,
-        )
-        .allow_unauthenticated()
-        .build()
-        .map_err(|e| TlsError::Invalid(format!("client certificate verifier: {e}")))?;
-        builder.with_client_cert_verifier(verifier)
+        builder.with_client_cert_verifier(Arc::new(RequestClientCert {
+            hints: root_store(client_roots)?.subjects(),
+            algorithms: provider.signature_verification_algorithms,
+        }))
     };
     let mut config = builder
         .with_single_cert(chain, key)
@@ -256,6 +255,65 @@ pub fn server_config(
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     };
     Ok(Arc::new(config))
+}
+
+/// Asks for a client certificate and proves the client holds its key, but leaves judging the
+/// certificate to authentication, as Go's `tls.RequestClientCert` does for k8s.io/apiserver:
+/// a certificate from an unknown CA then fails x509 authentication (a 401, or a bearer token
+/// still authenticates) instead of aborting the handshake. rustls only ships verifiers that
+/// judge the chain, hence this small one.
+#[derive(Debug)]
+struct RequestClientCert {
+    /// Subjects of the client and front-proxy CAs, sent as hints so clients pick the right
+    /// certificate.
+    hints: Vec<DistinguishedName>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl ClientCertVerifier for RequestClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &self.hints
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        // Judged per request by `authn`, against the CA each identity source trusts.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
 }
 
 /// Modification times of files, to notice rotation (cert-manager, kubelet secret updates).

@@ -54,10 +54,35 @@ impl Ca {
 
     /// (certificate PEM, key PEM) of a client certificate.
     pub fn client(&self, cn: &str, orgs: &[&str]) -> (String, String) {
+        self.client_subject(&[cn], orgs)
+    }
+
+    /// (certificate PEM, key PEM) of a client certificate whose subject has these CNs and Os,
+    /// in order (at most two of each: rcgen keeps one value per attribute type, so the second
+    /// is written under the same OID as a custom type).
+    pub fn client_subject(&self, cns: &[&str], orgs: &[&str]) -> (String, String) {
+        const CN: &[u64] = &[2, 5, 4, 3];
+        const O: &[u64] = &[2, 5, 4, 10];
+        assert!(
+            cns.len() <= 2 && orgs.len() <= 2,
+            "at most two CNs and two Os"
+        );
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.distinguished_name.push(DnType::CommonName, cn);
-        for o in orgs {
-            params.distinguished_name.push(DnType::OrganizationName, *o);
+        for (i, cn) in cns.iter().enumerate() {
+            let ty = if i == 0 {
+                DnType::CommonName
+            } else {
+                DnType::CustomDnType(CN.to_vec())
+            };
+            params.distinguished_name.push(ty, *cn);
+        }
+        for (i, o) in orgs.iter().enumerate() {
+            let ty = if i == 0 {
+                DnType::OrganizationName
+            } else {
+                DnType::CustomDnType(O.to_vec())
+            };
+            params.distinguished_name.push(ty, *o);
         }
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         let key = KeyPair::generate().unwrap();
