@@ -99,6 +99,23 @@ pub struct PrometheusArgs {
     /// Timeout of one Prometheus query (ours; upstream has none).
     #[arg(long, default_value = "30s", value_parser = go_duration_nonzero)]
     pub prometheus_query_timeout: Duration,
+
+    /// Largest series listing read from Prometheus during discovery (bytes, or with a unit:
+    /// `512Mi`, `1GiB`); a larger answer fails that `seriesQuery` with an error saying so.
+    #[arg(long, default_value = "512Mi", value_parser = byte_size)]
+    pub prometheus_max_response_size: u64,
+
+    /// Largest answer read from Prometheus for one query (a metrics request).
+    #[arg(long, default_value = "64Mi", value_parser = byte_size)]
+    pub prometheus_max_query_response_size: u64,
+}
+
+/// A size in bytes, with an optional unit (`512Mi`, `64MiB`, `1G`); more than zero.
+fn byte_size(s: &str) -> Result<u64, String> {
+    match s.trim().parse::<bytesize::ByteSize>()?.as_u64() {
+        0 => Err("must be greater than zero".into()),
+        n => Ok(n),
+    }
 }
 
 impl PrometheusArgs {
@@ -309,6 +326,30 @@ mod tests {
         assert_eq!(f.metrics_relist_interval, Duration::from_secs(600));
         assert_eq!(f.max_age(), Duration::from_secs(600));
         assert_eq!(f.verbosity, 0);
+    }
+
+    #[test]
+    fn response_size_limits_take_units_and_refuse_zero() {
+        let f = parse(&["a"]);
+        assert_eq!(f.prometheus.prometheus_max_response_size, 512 << 20);
+        assert_eq!(f.prometheus.prometheus_max_query_response_size, 64 << 20);
+        let f = parse(&[
+            "a",
+            "--prometheus-max-response-size=1GiB",
+            "--prometheus-max-query-response-size=1500",
+        ]);
+        assert_eq!(f.prometheus.prometheus_max_response_size, 1 << 30);
+        assert_eq!(f.prometheus.prometheus_max_query_response_size, 1500);
+        for bad in ["0", "lots", "-5Mi"] {
+            assert!(
+                ServerFlags::try_parse_from([
+                    "a",
+                    &format!("--prometheus-max-response-size={bad}")
+                ])
+                .is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

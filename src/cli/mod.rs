@@ -142,6 +142,8 @@ pub fn prometheus_settings(flags: &flags::PrometheusArgs) -> PrometheusSettings 
         client_cert_file: flags.prometheus_client_tls_cert_file.clone(),
         client_key_file: flags.prometheus_client_tls_key_file.clone(),
         query_timeout: flags.prometheus_query_timeout,
+        max_series_bytes: flags.prometheus_max_response_size,
+        max_query_bytes: flags.prometheus_max_query_response_size,
         ..Default::default()
     };
     if flags.prometheus_auth_incluster {

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures_util::TryStreamExt;
+use futures_util::StreamExt;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -59,6 +59,10 @@ pub struct PrometheusSettings {
     pub query_timeout: Duration,
     /// Timeout of one series listing.
     pub series_timeout: Duration,
+    /// Largest answer read for a query (and other small answers), in bytes.
+    pub max_query_bytes: u64,
+    /// Largest answer read for a series listing (discovery), in bytes.
+    pub max_series_bytes: u64,
 }
 
 impl Default for PrometheusSettings {
@@ -73,6 +77,8 @@ impl Default for PrometheusSettings {
             client_key_file: None,
             query_timeout: Duration::from_secs(30),
             series_timeout: Duration::from_secs(120),
+            max_query_bytes: 64 << 20,
+            max_series_bytes: 512 << 20,
         }
     }
 }
@@ -109,6 +115,18 @@ pub enum PrometheusError {
         /// `error`, or the start of the body when it is not Prometheus JSON.
         error: String,
     },
+    /// The answer is larger than we read.
+    #[error(
+        "the answer of {url} is larger than {limit} bytes ({flag}); narrow the query or raise the limit"
+    )]
+    TooLarge {
+        /// The endpoint.
+        url: String,
+        /// The limit, in bytes.
+        limit: u64,
+        /// The flag that sets it.
+        flag: &'static str,
+    },
     /// The answer was not the JSON the API documents.
     #[error("unable to decode the answer of {url}: {message}")]
     Decode {
@@ -128,7 +146,7 @@ impl PrometheusError {
             PrometheusError::Transport { .. }
             | PrometheusError::Timeout { .. }
             | PrometheusError::Decode { .. } => true,
-            PrometheusError::Settings(_) => false,
+            PrometheusError::Settings(_) | PrometheusError::TooLarge { .. } => false,
             PrometheusError::Api { error_type, .. } => {
                 matches!(
                     error_type.as_str(),
@@ -249,6 +267,8 @@ pub struct PrometheusClient {
     token: Option<Arc<TokenSource>>,
     query_timeout: Duration,
     series_timeout: Duration,
+    max_query_bytes: u64,
+    max_series_bytes: u64,
 }
 
 fn read_file(path: &PathBuf, what: &str) -> Result<Vec<u8>, PrometheusError> {
@@ -283,6 +303,25 @@ pub fn redacted_url(raw: &str) -> String {
         None => before_query.to_string(),
     };
     format!("{without_userinfo}{query}")
+}
+
+/// Follows redirects only within the origin of `base` (scheme, host and port), at most ten:
+/// `--prometheus-header` values (`X-Scope-OrgID`, API keys) and the bearer token must never
+/// be sent to a host the operator did not name.
+fn same_origin_redirects(base: &url::Url) -> reqwest::redirect::Policy {
+    let origin = base.origin();
+    reqwest::redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() >= 10 {
+            attempt.error("more than 10 redirects")
+        } else if attempt.url().origin() == origin {
+            attempt.follow()
+        } else {
+            let to = attempt.url().host_str().unwrap_or("?").to_string();
+            attempt.error(format!(
+                "refusing to follow a redirect to another host ({to}): the Prometheus headers and token are only sent to --prometheus-url's host"
+            ))
+        }
+    })
 }
 
 /// An error and all its causes on one line: reqwest's own message alone ("error sending
@@ -327,6 +366,7 @@ impl PrometheusClient {
             headers.append(name, value);
         }
         let mut builder = reqwest::Client::builder()
+            .redirect(same_origin_redirects(&url))
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(32)
@@ -381,6 +421,8 @@ impl PrometheusClient {
             token,
             query_timeout: settings.query_timeout,
             series_timeout: settings.series_timeout,
+            max_query_bytes: settings.max_query_bytes,
+            max_series_bytes: settings.max_series_bytes,
         })
     }
 
@@ -421,6 +463,47 @@ impl PrometheusClient {
         }
     }
 
+    /// Reads a whole (small) answer, refusing more than `--prometheus-max-query-response-size`
+    /// so a misbehaving backend cannot make us buffer without bound.
+    async fn read_body(
+        &self,
+        url: &str,
+        resp: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<bytes::Bytes, PrometheusError> {
+        let limit = self.max_query_bytes;
+        let too_large = || PrometheusError::TooLarge {
+            url: url.to_string(),
+            limit,
+            flag: "--prometheus-max-query-response-size",
+        };
+        if resp.content_length().is_some_and(|n| n > limit) {
+            return Err(too_large());
+        }
+        let mut body = bytes::BytesMut::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                if e.is_timeout() {
+                    PrometheusError::Timeout {
+                        url: url.to_string(),
+                        timeout,
+                    }
+                } else {
+                    PrometheusError::Transport {
+                        url: url.to_string(),
+                        message: error_chain(&e.without_url()),
+                    }
+                }
+            })?;
+            if (body.len() + chunk.len()) as u64 > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body.freeze())
+    }
+
     /// Runs an instant query at `time` (Unix seconds).
     pub async fn query(&self, query: &str, time: f64) -> Result<QueryResult, PrometheusError> {
         let started = Instant::now();
@@ -444,19 +527,7 @@ impl PrometheusClient {
             )
             .await?;
         let status = resp.status();
-        let body = resp.bytes().await.map_err(|e| {
-            if e.is_timeout() {
-                PrometheusError::Timeout {
-                    url: url.clone(),
-                    timeout: self.query_timeout,
-                }
-            } else {
-                PrometheusError::Transport {
-                    url: url.clone(),
-                    message: error_chain(&e.without_url()),
-                }
-            }
-        })?;
+        let body = self.read_body(&url, resp, self.query_timeout).await?;
         decode_query(&url, status.as_u16(), &body)
     }
 
@@ -494,12 +565,30 @@ impl PrometheusClient {
             .await?;
         let status = resp.status();
         if !status.is_success() {
-            let body = resp.bytes().await.unwrap_or_default();
+            let body = self.read_body(&url, resp, self.series_timeout).await?;
             return Err(error_from_body(&url, status.as_u16(), &body));
         }
-        let stream = resp
-            .bytes_stream()
-            .map_err(|e| std::io::Error::other(error_chain(&e.without_url())));
+        let too_large = PrometheusError::TooLarge {
+            url: url.clone(),
+            limit: self.max_series_bytes,
+            flag: "--prometheus-max-response-size",
+        };
+        if resp
+            .content_length()
+            .is_some_and(|n| n > self.max_series_bytes)
+        {
+            return Err(too_large);
+        }
+        let (limit, mut seen) = (self.max_series_bytes, 0u64);
+        let too_large = too_large.to_string();
+        let stream = resp.bytes_stream().map(move |chunk| {
+            let chunk = chunk.map_err(|e| std::io::Error::other(error_chain(&e.without_url())))?;
+            seen += chunk.len() as u64;
+            if seen > limit {
+                return Err(std::io::Error::other(too_large.clone()));
+            }
+            Ok(chunk)
+        });
         let reader = tokio_util::io::StreamReader::new(stream);
         let bridge = tokio_util::io::SyncIoBridge::new(reader);
         let decode_url = url.clone();
@@ -549,10 +638,7 @@ impl PrometheusClient {
     ) -> Result<T, PrometheusError> {
         let (url, resp) = self.send(endpoint, params, timeout).await?;
         let status = resp.status().as_u16();
-        let body = resp.bytes().await.map_err(|e| PrometheusError::Transport {
-            url: url.clone(),
-            message: error_chain(&e.without_url()),
-        })?;
+        let body = self.read_body(&url, resp, timeout).await?;
         if !(200..300).contains(&status) {
             return Err(error_from_body(&url, status, &body));
         }
@@ -862,33 +948,6 @@ mod tests {
         assert!(!odd.contains("s3cret") && !odd.contains("k3y"), "{odd}");
     }
 
-    #[tokio::test]
-    async fn transport_errors_never_carry_the_urls_secrets() {
-        crate::install_crypto_provider();
-        // A port nothing listens on.
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let client = PrometheusClient::new(&PrometheusSettings {
-            url: format!("http://user:s3cret@127.0.0.1:{port}/?api_key=k3y"),
-            ..Default::default()
-        })
-        .unwrap();
-        let err = client.query("up", 0.0).await.unwrap_err().to_string();
-        assert!(err.contains("127.0.0.1"), "{err}");
-        assert!(!err.contains("s3cret") && !err.contains("k3y"), "{err}");
-        let bad = PrometheusClient::new(&PrometheusSettings {
-            url: "ftp://user:s3cret@host/".into(),
-            ..Default::default()
-        })
-        .err()
-        .unwrap()
-        .to_string();
-        assert!(!bad.contains("s3cret"), "{bad}");
-    }
-
     #[test]
     fn series_are_reduced_to_names_and_shared_label_sets() {
         let body = br#"{"status":"success","data":[
@@ -967,6 +1026,16 @@ mod tests {
 
     /// Answers one HTTP request with a vector and returns the request head it received.
     async fn one_shot_server() -> (String, tokio::task::JoinHandle<String>) {
+        let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        raw_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+        .await
+    }
+
+    /// Answers one HTTP request with `response`, verbatim, and returns the request head.
+    async fn raw_server(response: String) -> (String, tokio::task::JoinHandle<String>) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap();
@@ -974,15 +1043,99 @@ mod tests {
             let (mut s, _) = l.accept().await.unwrap();
             let mut buf = vec![0u8; 8192];
             let n = s.read(&mut buf).await.unwrap();
-            let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
-            let resp = format!(
-                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-            s.write_all(resp.as_bytes()).await.unwrap();
+            s.write_all(response.as_bytes()).await.unwrap();
             String::from_utf8_lossy(&buf[..n]).to_string()
         });
         (format!("{addr}"), h)
+    }
+
+    fn client_of(addr: &str, max_query_bytes: u64, max_series_bytes: u64) -> PrometheusClient {
+        PrometheusClient::new(&PrometheusSettings {
+            url: format!("http://{addr}"),
+            headers: vec![("X-Scope-OrgID".into(), "tenant-1".into())],
+            max_query_bytes,
+            max_series_bytes,
+            ..Default::default()
+        })
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn answers_beyond_the_size_limits_are_errors_naming_the_flag() {
+        let big = format!(
+            r#"{{"status":"success","data":{{"resultType":"vector","result":[]}},"pad":"{}"}}"#,
+            "x".repeat(4000)
+        );
+        // With a Content-Length.
+        let (addr, _) = raw_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{big}",
+            big.len()
+        ))
+        .await;
+        let err = client_of(&addr, 1000, 1 << 20)
+            .query("up", 1.0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, PrometheusError::TooLarge { limit: 1000, .. }),
+            "{err}"
+        );
+        assert!(
+            err.to_string()
+                .contains("--prometheus-max-query-response-size")
+        );
+        // Chunked, with no length announced: counted as it arrives.
+        let chunked = format!(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+            big.len()
+        );
+        let (addr, _) = raw_server(chunked.clone()).await;
+        let err = client_of(&addr, 1000, 1 << 20)
+            .query("up", 1.0)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, PrometheusError::TooLarge { .. }), "{err}");
+        // A series listing has its own, larger limit.
+        let (addr, _) = raw_server(chunked).await;
+        let err = client_of(&addr, 1 << 20, 1000)
+            .series("up", 0.0, 1.0)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--prometheus-max-response-size"), "{err}");
+        // Within the limit, the same answer decodes.
+        let (addr, _) = raw_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{big}",
+            big.len()
+        ))
+        .await;
+        client_of(&addr, 1 << 20, 1 << 20)
+            .query("up", 1.0)
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn redirects_to_another_host_are_refused_and_never_carry_our_headers() {
+        let elsewhere = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = elsewhere.local_addr().unwrap().port();
+        // Same IP, but "localhost" is another host as far as the origin goes.
+        let (addr, _) = raw_server(format!(
+            "HTTP/1.1 307 Temporary Redirect\r\nlocation: http://localhost:{port}/api/v1/query\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+        ))
+        .await;
+        let err = client_of(&addr, 1 << 20, 1 << 20)
+            .query("up", 1.0)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("refusing to follow a redirect to another host (localhost)"),
+            "{err}"
+        );
+        // The client returned without connecting there (a connection would be waiting).
+        let pending = tokio::time::timeout(Duration::ZERO, elsewhere.accept()).await;
+        assert!(pending.is_err(), "the redirect was followed");
     }
 
     #[tokio::test]
@@ -1015,13 +1168,22 @@ mod tests {
             .unwrap()
             .port();
         let client = PrometheusClient::new(&PrometheusSettings {
-            url: format!("http://user:secret@127.0.0.1:{port}"),
+            url: format!("http://user:secret@127.0.0.1:{port}/?api_key=k3y"),
             ..Default::default()
         })
         .unwrap();
         let err = client.query("up", 1.0).await.unwrap_err().to_string();
         assert!(!err.contains("secret") && !err.contains("user@"), "{err}");
+        assert!(!err.contains("k3y"), "{err}");
         assert!(err.contains("/api/v1/query"), "{err}");
+        let bad = PrometheusClient::new(&PrometheusSettings {
+            url: "ftp://user:secret@host/".into(),
+            ..Default::default()
+        })
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(!bad.contains("secret"), "{bad}");
     }
 
     #[test]
