@@ -46,6 +46,14 @@ pub struct OutcomeLabels {
     pub result: String,
 }
 
+/// Labels naming a rule (`rules[0]`, `externalRules[2]`, `resourceRules.cpu`): bounded by the
+/// config.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    /// The rule.
+    pub rule: String,
+}
+
 /// Every metric the adapter exports.
 pub struct Metrics {
     registry: Registry,
@@ -71,6 +79,8 @@ pub struct Metrics {
     pub authorizations: Family<OutcomeLabels, Counter>,
     /// Authentication and authorization answers served from cache.
     pub auth_cache_hits: Family<OutcomeLabels, Counter>,
+    /// Samples dropped because their namespace label is not the requested namespace.
+    pub namespace_mismatches: Family<RuleLabels, Counter>,
 }
 
 fn latency() -> Histogram {
@@ -94,6 +104,7 @@ pub fn metrics() -> &'static Metrics {
             authentications: Family::default(),
             authorizations: Family::default(),
             auth_cache_hits: Family::default(),
+            namespace_mismatches: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -140,6 +151,11 @@ pub fn metrics() -> &'static Metrics {
             m.last_successful_relist.clone(),
         );
         registry.register(
+            "namespace_mismatch_samples_dropped",
+            "Samples dropped because their namespace label is not the requested namespace (a query that does not use <<.LabelMatchers>>)",
+            m.namespace_mismatches.clone(),
+        );
+        registry.register(
             "authentications",
             "Authentication outcomes",
             m.authentications.clone(),
@@ -159,6 +175,33 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// Records samples of another namespace that `rule`'s answer dropped, and warns once per
+    /// rule: the rule's query should carry `<<.LabelMatchers>>`.
+    pub fn namespace_mismatch(&self, rule: &str, dropped: usize) {
+        if dropped == 0 {
+            return;
+        }
+        self.namespace_mismatches
+            .get_or_create(&RuleLabels {
+                rule: rule.to_string(),
+            })
+            .inc_by(dropped as u64);
+        static WARNED: OnceLock<std::sync::Mutex<std::collections::HashSet<String>>> =
+            OnceLock::new();
+        let first = WARNED
+            .get_or_init(Default::default)
+            .lock()
+            .map(|mut w| w.insert(rule.to_string()))
+            .unwrap_or(false);
+        if first {
+            tracing::warn!(
+                %rule,
+                dropped,
+                "the query returned samples of other namespaces; they were dropped. Use <<.LabelMatchers>> in the query so it selects the requested namespace"
+            );
+        }
+    }
+
     /// The text exposition.
     pub fn encode(&self) -> String {
         let mut out = String::new();

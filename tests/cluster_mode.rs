@@ -128,3 +128,79 @@ async fn resources_the_cluster_does_not_serve_are_not_found() {
         .await;
     assert_eq!(code, 404, "{body}");
 }
+
+/// Polls `done` every 20 ms for up to 5 s.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    for _ in 0..250 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("{what} never happened");
+}
+
+#[tokio::test]
+async fn an_object_watch_nobody_uses_is_stopped_and_restarted_on_demand() {
+    let fake = FakeKube::start().await;
+    let flag = fake.flag();
+    let a = Adapter::start_with(
+        &fixture("custom-rules.yaml"),
+        prometheus().url(),
+        &[&flag, "--object-watch-idle-timeout=300ms"],
+    )
+    .await;
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb";
+    let (code, _) = a.get(path).await;
+    assert_eq!(code, 200);
+    eventually("the pod watch opening", || {
+        fake.state.open_watches.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    eventually("the idle pod watch closing", || {
+        fake.state.open_watches.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    // The next request starts it again, and is answered meanwhile by a LIST.
+    let (code, body) = a.get(path).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(pod_names(&body), ["web-1", "web-2"]);
+    eventually("a new pod watch", || {
+        fake.state.pod_watches.load(Ordering::SeqCst) == 2
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_forbidden_object_watch_is_retried_with_backoff_not_in_a_loop() {
+    let fake = FakeKube::start().await;
+    // A fresh cluster without manifests/: the adapter may not list pods.
+    *fake.state.rbac.lock().unwrap() = common::rbac::Rbac::bootstrap();
+    let a = cluster_adapter(&fake).await;
+    let (code, body) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb")
+        .await;
+    assert_eq!(code, 500, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("unable to list matching resources"),
+        "{body}"
+    );
+    let refused_pods = || {
+        fake.state
+            .refused
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.contains("/pods"))
+            .count()
+    };
+    eventually("the watch being refused", || refused_pods() >= 2).await;
+    let before = refused_pods();
+    // The backoff starts near a second and doubles: a handful of tries in 1.5 s, not hundreds.
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let tries = refused_pods() - before;
+    assert!(tries <= 4, "{tries} refused tries in 1.5 s");
+}

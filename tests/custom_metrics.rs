@@ -274,6 +274,15 @@ async fn unknown_metrics_objects_and_paths_are_not_found_statuses() {
             body["message"],
             "the server could not find the metric flask_http_request_per_second for pods ghost"
         );
+        // A short name is not a resource in a URL (as in the Go adapter), the singular is.
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/po/web-1/flask_http_request_per_second")
+            .await;
+        assert_eq!(code, 404, "{body}");
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pod/web-1/flask_http_request_per_second")
+            .await;
+        assert_eq!(code, 200, "{body}");
         let (code, body) = a
             .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/foo")
             .await;
@@ -434,6 +443,57 @@ async fn health_endpoints_answer() {
         for p in ["/healthz", "/livez", "/readyz"] {
             let (code, _) = a.get(p).await;
             assert_eq!(code, 200, "{p}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_query_without_the_namespace_matcher_cannot_leak_another_namespace() {
+    // Both queries forget <<.LabelMatchers>>: Prometheus answers for every namespace.
+    const LEAKY: &str = r#"
+rules:
+- seriesQuery: 'flask_http_request_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_leaky"}
+  metricsQuery: 'sum(rate(<<.Series>>[2m])) by (<<.GroupBy>>, namespace)'
+externalRules:
+- seriesQuery: 'queue_items{namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  metricsQuery: 'sum(<<.Series>>) by (namespace)'
+"#;
+    for (backend, url) in backends() {
+        eprintln!("-- on {backend}");
+        let a = Adapter::start_with(LEAKY, &url, &["--standalone"]).await;
+        // web-9 lives in `other`: asked for in `default`, it does not exist.
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-9/flask_http_request_leaky")
+            .await;
+        assert_eq!(code, 404, "{body}");
+        let (code, body) = a
+            .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/other/pods/web-9/flask_http_request_leaky")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        let (code, body) = a
+            .get("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_items")
+            .await;
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(items(&body).len(), 1, "{body}");
+        assert_eq!(items(&body)[0]["metricLabels"]["namespace"], "default");
+        assert_eq!(items(&body)[0]["value"], "42");
+        let text = a
+            .http
+            .get(format!("{}/metrics", a.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for rule in ["rules[0]", "externalRules[0]"] {
+            let line = format!(
+                "prom_metrics_adapter_namespace_mismatch_samples_dropped_total{{rule=\"{rule}\"}}"
+            );
+            assert!(text.contains(&line), "{line} missing from:\n{text}");
         }
     }
 }

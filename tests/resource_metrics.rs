@@ -339,3 +339,31 @@ async fn a_label_selector_without_a_cluster_is_refused_clearly() {
     assert_eq!(code, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("cluster mode"));
 }
+
+#[tokio::test]
+async fn container_queries_without_the_namespace_matcher_cannot_leak_another_namespace() {
+    let leaky = rules().replace("{<<.LabelMatchers>>,", "{");
+    assert_ne!(leaky, rules());
+    let a = Adapter::start_with(&leaky, prometheus().url(), &["--standalone"]).await;
+    let (code, body) = a.get(&format!("{API}/namespaces/default/pods")).await;
+    assert_eq!(code, 200, "{body}");
+    let pods: Vec<(&str, &str)> = body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["metadata"]["namespace"].as_str().unwrap(),
+                p["metadata"]["name"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        pods,
+        [
+            ("default", "web-1"),
+            ("default", "web-2"),
+            ("default", "worker-1")
+        ]
+    );
+}

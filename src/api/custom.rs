@@ -19,7 +19,7 @@ use super::{AppState, format_timestamp, unix_now};
 use crate::discovery::{CustomMetric, CustomMetricKey};
 use crate::query::QueryResult;
 use crate::query::objects::ListRequest;
-use crate::query::values::{to_quantity, values_by_label};
+use crate::query::values::{keep_namespace, to_quantity, values_by_label};
 use crate::rules::ResourceInfo;
 use crate::rules::query::{ObjectScope, render_custom};
 
@@ -206,12 +206,18 @@ async fn answer(
         .map_err(|e| {
             ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
         })?;
-    let QueryResult::Vector(samples) = result else {
+    let QueryResult::Vector(mut samples) = result else {
         return Err(ApiError::Internal(format!(
             "unable to fetch metrics: the query returned a {} instead of a vector (query: {query})",
             result.type_name()
         )));
     };
+    if let Some((label, ns)) = namespace {
+        // Objects are matched by name only: another namespace's pod of the same name must not
+        // count, even when the query forgot the namespace matcher.
+        let dropped = keep_namespace(&mut samples, label, ns);
+        crate::telemetry::metrics().namespace_mismatch(&metric.rule.label(), dropped);
+    }
     let values = values_by_label(&samples, resource_label);
     let mut items = Vec::with_capacity(names.len());
     for name in &names {

@@ -12,7 +12,7 @@ use super::request::{check_metric_name, check_namespace, parse_params, segments}
 use super::types::{ExternalMetricValue, List, ListMeta};
 use super::{AppState, format_timestamp, unix_now};
 use crate::query::QueryResult;
-use crate::query::values::to_quantity;
+use crate::query::values::{keep_namespace, to_quantity};
 use crate::rules::query::{QueryBuildError, render_external};
 
 /// The API group.
@@ -78,19 +78,28 @@ pub async fn get_external_metric(
             ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
         })?;
     let items = match result {
-        QueryResult::Vector(samples) => samples
-            .into_iter()
-            .map(|s| {
-                Ok(ExternalMetricValue {
-                    metric_name: metric.clone(),
-                    value: to_quantity(s.value, &format!("a sample of {metric} (query: {query})"))
+        QueryResult::Vector(mut samples) => {
+            if let Some((label, ns)) = ns_matcher {
+                let dropped = keep_namespace(&mut samples, label, ns);
+                crate::telemetry::metrics().namespace_mismatch(&rule.label(), dropped);
+            }
+            samples
+                .into_iter()
+                .map(|s| {
+                    Ok(ExternalMetricValue {
+                        metric_name: metric.clone(),
+                        value: to_quantity(
+                            s.value,
+                            &format!("a sample of {metric} (query: {query})"),
+                        )
                         .map_err(ApiError::Internal)?,
-                    timestamp: format_timestamp(s.timestamp),
-                    metric_labels: Some(s.labels),
-                    window: None,
+                        timestamp: format_timestamp(s.timestamp),
+                        metric_labels: Some(s.labels),
+                        window: None,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, ApiError>>()?,
+                .collect::<Result<Vec<_>, ApiError>>()?
+        }
         QueryResult::Scalar(s) => vec![ExternalMetricValue {
             metric_name: metric.clone(),
             value: to_quantity(s.value, &format!("{metric} (query: {query})"))

@@ -170,6 +170,11 @@ pub struct ServerFlags {
     #[arg(long, value_parser = go_duration)]
     pub discovery_interval: Option<Duration>,
 
+    /// How long the object watch of a resource kind (started by the first `*` request for it)
+    /// runs without being used before it is stopped (cluster mode).
+    #[arg(long, default_value = "30m", value_parser = go_duration_nonzero)]
+    pub object_watch_idle_timeout: Duration,
+
     /// Address for HTTPS serving (cluster mode).
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,

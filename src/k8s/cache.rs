@@ -4,11 +4,15 @@
 //! here that costs it ~18 ms of CPU per request and caps it near 5 requests per second behind
 //! its client rate limit (DECISIONS §6). Instead, one metadata watch per resource kind is started
 //! on first use; requests then filter the cached labels in memory. Until a watch has delivered
-//! its initial list, callers fall back to a LIST.
+//! its initial list, callers fall back to a LIST. A watch nobody asked for within the idle
+//! timeout (30 minutes by default) is stopped; the next request starts it again. A failing watch
+//! (most often: the adapter's RBAC does not allow listing that kind) is logged once, retried
+//! with a capped exponential backoff, and logged again when it recovers.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use kube::api::Api;
@@ -25,6 +29,7 @@ struct ResourceCache {
     store: Store<Meta>,
     synced: Arc<AtomicBool>,
     task: tokio::task::JoinHandle<()>,
+    last_used: Mutex<Instant>,
 }
 
 impl Drop for ResourceCache {
@@ -48,11 +53,23 @@ pub struct ObjectMeta {
 pub struct ObjectCache {
     client: kube::Client,
     caches: Mutex<HashMap<(GroupResource, String), Arc<ResourceCache>>>,
+    idle: Duration,
 }
 
 impl std::fmt::Debug for ObjectCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ObjectCache").finish_non_exhaustive()
+    }
+}
+
+/// The HTTP status of an API error behind a watch failure.
+fn status_code(e: &watcher::Error) -> Option<u16> {
+    match e {
+        watcher::Error::InitialListFailed(kube::Error::Api(s))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(s))
+        | watcher::Error::WatchFailed(kube::Error::Api(s)) => Some(s.code),
+        watcher::Error::WatchError(s) => Some(s.code),
+        _ => None,
     }
 }
 
@@ -73,20 +90,62 @@ pub fn api_resource(info: &ResourceInfo) -> ApiResource {
 }
 
 impl ObjectCache {
-    /// Caches that watch through `client`.
-    pub fn new(client: kube::Client) -> Self {
-        ObjectCache {
+    /// Caches that watch through `client`, each stopped once unused for `idle`. Inside a
+    /// Tokio runtime a sweeper checks a few times per `idle` (at least every minute) and ends
+    /// with the caches.
+    pub fn new(client: kube::Client, idle: Duration) -> Arc<Self> {
+        let cache = Arc::new(ObjectCache {
             client,
             caches: Mutex::new(HashMap::new()),
+            idle,
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let weak = Arc::downgrade(&cache);
+            let every = (idle / 4).clamp(Duration::from_millis(10), Duration::from_secs(60));
+            runtime.spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match weak.upgrade() {
+                        Some(cache) => cache.stop_idle(),
+                        None => break,
+                    }
+                }
+            });
         }
+        cache
+    }
+
+    /// Stops the watches nobody used within the idle timeout.
+    pub fn stop_idle(&self) {
+        let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
+        caches.retain(|(resource, fields), cache| {
+            let idle = cache
+                .last_used
+                .lock()
+                .map(|t| t.elapsed() >= self.idle)
+                .unwrap_or(false);
+            if idle {
+                tracing::info!(%resource, fields, idle_timeout = ?self.idle, "stopped an unused object watch");
+            }
+            !idle
+        });
+    }
+
+    /// How many watches run, for tests and diagnostics.
+    pub fn running(&self) -> usize {
+        self.caches.lock().map(|c| c.len()).unwrap_or(0)
     }
 
     fn cache_for(&self, info: &ResourceInfo, fields: &str) -> Arc<ResourceCache> {
         let mut caches = self.caches.lock().unwrap_or_else(|p| p.into_inner());
-        caches
+        let cache = caches
             .entry((info.group_resource(), fields.to_string()))
             .or_insert_with(|| Arc::new(self.start(info, fields)))
-            .clone()
+            .clone();
+        if let Ok(mut t) = cache.last_used.lock() {
+            *t = Instant::now();
+        }
+        cache
     }
 
     fn start(&self, info: &ResourceInfo, fields: &str) -> ResourceCache {
@@ -112,17 +171,29 @@ impl ObjectCache {
             .default_backoff();
         let task = tokio::spawn(async move {
             let mut events = std::pin::pin!(reflector::reflector(writer, stream));
+            // Failures are logged once until the watch recovers: the backoff retries a
+            // forbidden or missing resource every 30 s at most, forever.
+            let mut failing = false;
             while let Some(event) = events.next().await {
                 match event {
                     Ok(watcher::Event::InitDone) => {
                         if !flag.swap(true, Ordering::AcqRel) {
                             tracing::info!(%resource, "object cache synced");
                         }
+                        if std::mem::take(&mut failing) {
+                            tracing::info!(%resource, "object watch recovered");
+                        }
                     }
                     Ok(_) => {}
-                    Err(e) => {
-                        tracing::warn!(%resource, error = %e, "object watch failed; retrying")
+                    Err(e) if !failing => {
+                        failing = true;
+                        if status_code(&e) == Some(403) {
+                            tracing::warn!(%resource, error = %e, "the adapter may not list and watch {resource}: grant get, list and watch on it to its service account (the resource-reader ClusterRole); retrying with backoff");
+                        } else {
+                            tracing::warn!(%resource, error = %e, "object watch failed; retrying with backoff");
+                        }
                     }
+                    Err(e) => tracing::debug!(%resource, error = %e, "object watch still failing"),
                 }
             }
         });
@@ -131,6 +202,7 @@ impl ObjectCache {
             store,
             synced,
             task,
+            last_used: Mutex::new(Instant::now()),
         }
     }
 

@@ -245,12 +245,17 @@ impl std::fmt::Debug for KubeObjectLister {
 }
 
 impl KubeObjectLister {
-    /// A lister using `client`.
-    pub fn new(client: kube::Client) -> Self {
+    /// A lister using `client`, whose watches stop after `idle` without use.
+    pub fn new(client: kube::Client, idle: std::time::Duration) -> Self {
         KubeObjectLister {
-            cache: Arc::new(cache::ObjectCache::new(client.clone())),
+            cache: cache::ObjectCache::new(client.clone(), idle),
             client,
         }
+    }
+
+    /// How many object watches run.
+    pub fn running_watches(&self) -> usize {
+        self.cache.running()
     }
 
     /// Names of the `resource` objects in `namespace` (all namespaces for cluster-scoped

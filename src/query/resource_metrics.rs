@@ -7,7 +7,7 @@
 //! gives it a 0 for the other resource), and a pod is served only when at least one of its
 //! containers has both. An infinite value leaves its object out, with a warning.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::prometheus::{PrometheusClient, QueryResult, Sample};
 use super::quantity::{binary_si_from_f64, decimal_si_from_f64};
@@ -15,6 +15,14 @@ use crate::rules::compiled::{ResourceQuery, ResourceRuleSet};
 use crate::rules::quote::go_quote;
 use crate::rules::template::Value;
 use crate::rules::{GroupResource, RestMapper};
+
+/// The object names asked for, as a set (`None`: all); a list of hundreds of pods is checked
+/// against every sample.
+fn wanted_names(names: Option<&[String]>) -> Option<HashSet<&str>> {
+    names
+        .filter(|n| !n.is_empty())
+        .map(|n| n.iter().map(String::as_str).collect())
+}
 
 /// Why usage could not be computed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -178,10 +186,15 @@ pub async fn pod_usage(
             None => (format!("{ns_label}!=\"\""), String::new()),
         };
         let (pod_matcher, pod_value) = matcher(&pod_label, names);
-        let mut group_by = vec![pod_label.clone(), rule.container_label.clone()];
-        if namespace.is_none() {
-            group_by.insert(0, ns_label.clone());
-        }
+        // Upstream groups a one-namespace query by pod and container only; keeping the
+        // namespace label too changes no value (the matcher selects one namespace) but lets a
+        // query that forgot `<<.LabelMatchers>>` be caught below instead of mixing in another
+        // namespace's pods of the same name.
+        let group_by = vec![
+            ns_label.clone(),
+            pod_label.clone(),
+            rule.container_label.clone(),
+        ];
         let matchers = vec![
             (ns_label.clone(), ns_matcher, ns_value),
             (pod_label.clone(), pod_matcher, pod_value),
@@ -212,12 +225,20 @@ pub async fn pod_usage(
     };
     let mut pods_seen: BTreeMap<(String, String), (f64, BTreeMap<String, Partial>)> =
         BTreeMap::new();
+    let wanted = wanted_names(names);
     for ((samples, (which, rule, ns_label, pod_label, _, _)), is_cpu) in [cpu?, memory?]
         .into_iter()
         .zip(per_rule.iter())
         .zip([true, false])
     {
-        let _ = which;
+        let mut samples = samples;
+        if let Some(ns) = namespace {
+            // Pods are matched by name only: a query without `<<.LabelMatchers>>` must not
+            // bring in another namespace's pod of the same name.
+            let dropped = super::values::keep_namespace(&mut samples, ns_label, ns);
+            crate::telemetry::metrics()
+                .namespace_mismatch(&format!("resourceRules.{which}"), dropped);
+        }
         for s in samples {
             let ns = s
                 .labels
@@ -246,7 +267,7 @@ pub async fn pod_usage(
     let mut out = Vec::new();
     for ((ns, pod), (timestamp, containers)) in pods_seen {
         // Names join into a regex where `.` matches any character: keep only what was asked.
-        if names.is_some_and(|n| !n.is_empty() && !n.contains(&pod)) {
+        if wanted.as_ref().is_some_and(|w| !w.contains(pod.as_str())) {
             continue;
         }
         if containers.values().any(|c| c.broken) {
@@ -327,9 +348,10 @@ pub async fn node_usage(
             }
         }
     }
+    let wanted = wanted_names(names);
     Ok(seen
         .into_iter()
-        .filter(|(name, _)| names.is_none_or(|n| n.is_empty() || n.contains(name)))
+        .filter(|(name, _)| wanted.as_ref().is_none_or(|w| w.contains(name.as_str())))
         .filter_map(|(name, (timestamp, p))| {
             if p.broken {
                 tracing::warn!(node = %name, "infinite CPU or memory usage; leaving the node out");

@@ -36,6 +36,17 @@ pub fn values_by_label<'a>(samples: &'a [Sample], label: &str) -> HashMap<&'a st
     out
 }
 
+/// Drops the samples whose `label` names a namespace other than `namespace`, and returns how
+/// many: defence in depth for a rule whose query forgets `<<.LabelMatchers>>` (the namespace
+/// matcher), which would otherwise let another namespace's series into the answer. Samples
+/// without the label are kept: an aggregation such as `sum by (pod)` removes it, and nothing
+/// then says they came from elsewhere.
+pub fn keep_namespace(samples: &mut Vec<Sample>, label: &str, namespace: &str) -> usize {
+    let before = samples.len();
+    samples.retain(|s| s.labels.get(label).is_none_or(|ns| ns == namespace));
+    before - samples.len()
+}
+
 /// Formats a value as a Kubernetes quantity; NaN becomes `0`, infinities and values beyond
 /// any quantity are errors that name `what`.
 pub fn to_quantity(value: f64, what: &str) -> Result<String, String> {
@@ -84,6 +95,25 @@ mod tests {
         assert_eq!(v["b"].value, 0.0);
         assert_eq!(v.len(), 3);
         assert!(values_by_label(&samples, "node").is_empty());
+    }
+
+    #[test]
+    fn samples_of_another_namespace_are_dropped_and_unlabelled_ones_kept() {
+        let with_ns = |ns: Option<&str>| {
+            let mut s = sample("a", 1.0);
+            if let Some(ns) = ns {
+                s.labels.insert("namespace".into(), ns.into());
+            }
+            s
+        };
+        let mut samples = vec![with_ns(Some("web")), with_ns(Some("other")), with_ns(None)];
+        assert_eq!(keep_namespace(&mut samples, "namespace", "web"), 1);
+        assert_eq!(samples.len(), 2);
+        assert!(
+            samples
+                .iter()
+                .all(|s| s.labels.get("namespace").is_none_or(|n| n == "web"))
+        );
     }
 
     #[test]

@@ -218,16 +218,23 @@ impl RestMapper {
     }
 
     /// Resolves a qualified name as it appears in URLs (`pods`, `deployments.apps`).
+    ///
+    /// Only the plural or singular name (any case) is accepted there, as the Go adapter's
+    /// `RESTMapper.ResourceFor` does: a short name (`po`) is unknown, so the resource a
+    /// SubjectAccessReview was asked about is always one RBAC rules are written for.
     pub fn resolve_qualified(&self, qualified: &str) -> Option<&ResourceInfo> {
         let gr = GroupResource::parse_qualified(qualified);
+        let lower = gr.resource.to_lowercase();
+        let named = |info: &&ResourceInfo| info.plural == lower || info.singular == lower;
         if gr.group.is_empty() {
             // A bare name in a URL means the core group when the core group has it.
             return self
                 .resolve("", &gr.resource)
                 .filter(|info| info.group.is_empty())
-                .or_else(|| self.resolve("", &gr.resource));
+                .or_else(|| self.resolve("", &gr.resource))
+                .filter(named);
         }
-        self.resolve(&gr.group, &gr.resource)
+        self.resolve(&gr.group, &gr.resource).filter(named)
     }
 
     /// The singular name of a plural resource, searched across groups
@@ -269,6 +276,11 @@ mod tests {
             "apps"
         );
         assert!(m.resolve_qualified("gadgets").is_none());
+        // In URLs, as in the Go adapter: plural or singular, never a short name.
+        assert_eq!(m.resolve_qualified("Pod").unwrap().plural, "pods");
+        for short in ["po", "ns", "deploy.apps"] {
+            assert!(m.resolve_qualified(short).is_none(), "{short}");
+        }
     }
 
     #[test]

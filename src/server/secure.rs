@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -92,6 +92,19 @@ pub struct TlsServer {
     key: PathBuf,
     authn: Arc<Authenticator>,
     rustls: RustlsConfig,
+    /// Held from reading the inputs to storing the result, so two reloads (a CA change and a
+    /// certificate change) cannot store an older set over a newer one.
+    reloading: Mutex<()>,
+}
+
+/// What the certificate watcher knows between two looks at the files.
+#[derive(Debug, Default)]
+pub struct FileWatch {
+    /// File times of the pair being served.
+    applied: Vec<Option<std::time::SystemTime>>,
+    /// File times of a pair that failed to load, so the failure is logged once, not at every
+    /// retry.
+    failed: Option<Vec<Option<std::time::SystemTime>>>,
 }
 
 impl TlsServer {
@@ -109,12 +122,14 @@ impl TlsServer {
             key,
             authn,
             rustls: RustlsConfig::from_config(config),
+            reloading: Mutex::new(()),
         })
     }
 
     /// Rebuilds the configuration from the files and the authenticator's current CAs; new
     /// connections use it, existing ones keep theirs.
     pub fn reload(&self) -> Result<(), TlsError> {
+        let _one_at_a_time = self.reloading.lock().unwrap_or_else(|e| e.into_inner());
         let config = server_config(
             &self.settings,
             &self.cert,
@@ -125,25 +140,48 @@ impl TlsServer {
         Ok(())
     }
 
+    /// The watcher's state for the files as they are now (served at start).
+    pub fn file_watch(&self) -> FileWatch {
+        FileWatch {
+            applied: mtimes(&[self.cert.as_path(), self.key.as_path()]),
+            failed: None,
+        }
+    }
+
+    /// One look at the certificate files: reloads when they changed since the pair being
+    /// served. A pair that does not load (a rotation caught half way: new certificate, old
+    /// key) is retried at every look until it loads, even if the files' times do not change
+    /// again (coarse timestamps, or both files written within one tick); returns whether a new
+    /// pair is now served.
+    pub fn check_files(&self, watch: &mut FileWatch) -> bool {
+        let now = mtimes(&[self.cert.as_path(), self.key.as_path()]);
+        if now == watch.applied {
+            return false;
+        }
+        match self.reload() {
+            Ok(()) => {
+                tracing::info!(cert = %self.cert.display(), "reloaded the serving certificate");
+                watch.applied = now;
+                watch.failed = None;
+                true
+            }
+            Err(e) => {
+                if watch.failed.as_ref() != Some(&now) {
+                    tracing::warn!(error = %e, "serving certificate changed but could not be loaded; keeping the previous one and retrying");
+                    watch.failed = Some(now);
+                }
+                false
+            }
+        }
+    }
+
     /// Watches the certificate files and reloads when they change (rotation by cert-manager or
     /// a Secret update). A reload that fails keeps the previous configuration.
     pub async fn watch_files(self: Arc<Self>, every: Duration) {
-        let paths = [self.cert.as_path(), self.key.as_path()];
-        let mut last = mtimes(&paths);
+        let mut watch = self.file_watch();
         loop {
             tokio::time::sleep(every).await;
-            let now = mtimes(&paths);
-            if now != last {
-                last = now;
-                match self.reload() {
-                    Ok(()) => {
-                        tracing::info!(cert = %self.cert.display(), "reloaded the serving certificate")
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "serving certificate changed but could not be loaded; keeping the previous one")
-                    }
-                }
-            }
+            self.check_files(&mut watch);
         }
     }
 
@@ -192,5 +230,59 @@ impl TlsServer {
             .serve(app.into_make_service())
             .await
             .map_err(|e| ServeError::Bind { addr, source: e })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::authn::AuthnConfig;
+
+    /// (certificate PEM, key PEM) of a new self-signed pair.
+    fn pair(name: &str) -> (String, String) {
+        let cert = rcgen::generate_simple_self_signed(vec![name.to_string()]).unwrap();
+        (cert.cert.pem(), cert.signing_key.serialize_pem())
+    }
+
+    #[test]
+    fn a_half_rotated_pair_is_retried_until_it_loads_even_when_file_times_stay() {
+        crate::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+        let (c1, k1) = pair("one");
+        std::fs::write(&cert, c1).unwrap();
+        std::fs::write(&key, k1).unwrap();
+        let authn = Arc::new(Authenticator::new(AuthnConfig::default(), None).unwrap());
+        let server = TlsServer::new(
+            TlsSettings {
+                cert_file: Some(cert.clone()),
+                key_file: Some(key.clone()),
+                ..Default::default()
+            },
+            authn,
+            &[],
+        )
+        .unwrap();
+        let mut watch = server.file_watch();
+        assert!(!server.check_files(&mut watch), "nothing changed");
+        // The new certificate lands before its key: it cannot load.
+        let (c2, k2) = pair("two");
+        std::fs::write(&cert, c2).unwrap();
+        let key_time = std::fs::metadata(&key).unwrap().modified().unwrap();
+        assert!(!server.check_files(&mut watch));
+        assert!(!server.check_files(&mut watch), "still the old key");
+        // The key lands, but its time reads as before (a coarse clock): retried anyway.
+        std::fs::write(&key, k2).unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&key)
+            .unwrap()
+            .set_modified(key_time)
+            .unwrap();
+        assert!(
+            server.check_files(&mut watch),
+            "the matching pair was never loaded"
+        );
+        assert!(!server.check_files(&mut watch), "and is not reloaded again");
     }
 }

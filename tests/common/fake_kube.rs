@@ -43,6 +43,8 @@ pub struct FakeState {
     pub cluster_pod_lists: AtomicUsize,
     /// Pod WATCH requests seen.
     pub pod_watches: AtomicUsize,
+    /// Watches (pods and nodes) whose client is still connected.
+    pub open_watches: AtomicUsize,
     /// Label selectors seen on namespaced pod LISTs.
     pub selectors: std::sync::Mutex<Vec<String>>,
     /// Watch events to send, one JSON line each.
@@ -72,6 +74,7 @@ impl Default for FakeState {
             pod_lists: AtomicUsize::new(0),
             cluster_pod_lists: AtomicUsize::new(0),
             pod_watches: AtomicUsize::new(0),
+            open_watches: AtomicUsize::new(0),
             selectors: Default::default(),
             events: tokio::sync::broadcast::channel(16).0,
             auth_configmap: Default::default(),
@@ -240,13 +243,23 @@ async fn list_all_pods(
 }
 
 /// A watch stays open and sends whatever the test pushes into `events`.
-fn watch_pods(st: &FakeState) -> Response {
+fn watch_pods(st: &Arc<FakeState>) -> Response {
     st.pod_watches.fetch_add(1, Ordering::SeqCst);
-    let rx = st.events.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    st.open_watches.fetch_add(1, Ordering::SeqCst);
+    /// Counts the watch as closed when its stream is dropped (the client went away).
+    struct Open(Arc<FakeState>);
+    impl Drop for Open {
+        fn drop(&mut self) {
+            self.0.open_watches.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let state = (st.events.subscribe(), Open(st.clone()));
+    let stream = futures_util::stream::unfold(state, |(mut rx, open)| async move {
         loop {
             match rx.recv().await {
-                Ok(line) => return Some((Ok::<_, std::io::Error>(format!("{line}\n")), rx)),
+                Ok(line) => {
+                    return Some((Ok::<_, std::io::Error>(format!("{line}\n")), (rx, open)));
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
