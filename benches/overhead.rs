@@ -89,6 +89,7 @@ async fn main() {
     tokio::spawn(prom_metrics_adapter::server::serve_plain(
         listener,
         prom_metrics_adapter::api::router(state),
+        flags.limits(),
         std::future::pending(),
     ));
     let client = reqwest::Client::builder()

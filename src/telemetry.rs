@@ -81,6 +81,8 @@ pub struct Metrics {
     pub auth_cache_hits: Family<OutcomeLabels, Counter>,
     /// Samples dropped because their namespace label is not the requested namespace.
     pub namespace_mismatches: Family<RuleLabels, Counter>,
+    /// Requests refused with 429 because `--max-requests-inflight` were being served.
+    pub rejected_requests: Counter,
 }
 
 fn latency() -> Histogram {
@@ -105,6 +107,7 @@ pub fn metrics() -> &'static Metrics {
             authorizations: Family::default(),
             auth_cache_hits: Family::default(),
             namespace_mismatches: Family::default(),
+            rejected_requests: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -149,6 +152,11 @@ pub fn metrics() -> &'static Metrics {
             "last_successful_relist_timestamp_seconds",
             "Unix time of the last relist in which every series query succeeded",
             m.last_successful_relist.clone(),
+        );
+        registry.register(
+            "rejected_requests",
+            "Requests refused with 429 because --max-requests-inflight requests were in flight",
+            m.rejected_requests.clone(),
         );
         registry.register(
             "namespace_mismatch_samples_dropped",

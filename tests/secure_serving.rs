@@ -391,3 +391,45 @@ async fn a_rotated_serving_certificate_on_disk_applies_without_a_restart() {
     }
     assert!(ok, "the rotated serving certificate was never served");
 }
+
+#[tokio::test]
+async fn a_user_in_150_groups_gets_through_on_http1_and_http2_and_a_megabyte_of_headers_does_not() {
+    let (fake, _, fp_ca, s) = setup().await;
+    let fp = fp_ca.client("front-proxy-client", &[]);
+    let groups: Vec<String> = (0..150).map(|i| format!("team-{i:03}")).collect();
+    let mut headers: Vec<(&str, &str)> = vec![("X-Remote-User", HPA_USER)];
+    headers.extend(groups.iter().map(|g| ("X-Remote-Group", g.as_str())));
+    let identity = reqwest::Identity::from_pem(format!("{}\n{}", fp.0, fp.1).as_bytes()).unwrap();
+    for http1 in [true, false] {
+        let mut b = reqwest::Client::builder()
+            .tls_danger_accept_invalid_certs(true)
+            .identity(identity.clone());
+        if http1 {
+            b = b.http1_only();
+        }
+        let c = b.build().unwrap();
+        let (code, body) = get(&c, &s.url(HPA_PATH), &headers).await.unwrap();
+        assert_eq!(code, 200, "http1={http1}: {body}");
+        let last = fake.state.access_reviews.lock().unwrap().last().cloned();
+        assert_eq!(
+            last.unwrap()["groups"].as_array().unwrap().len(),
+            151,
+            "150 groups and system:authenticated"
+        );
+    }
+    // Beyond Go's 1 MiB of headers the request is refused before it reaches us.
+    let huge = "x".repeat((1 << 20) + 1024);
+    let c = client(Some(&fp));
+    let reviews = fake.state.access_reviews.lock().unwrap().len();
+    // Refused with 431, or the connection closed: either way it never reaches authorization.
+    if let Ok((code, _)) = get(
+        &c,
+        &s.url(HPA_PATH),
+        &[("X-Remote-User", HPA_USER), ("X-Padding", &huge)],
+    )
+    .await
+    {
+        assert_eq!(code, 431);
+    }
+    assert_eq!(fake.state.access_reviews.lock().unwrap().len(), reviews);
+}

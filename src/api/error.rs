@@ -26,6 +26,12 @@ pub enum ApiError {
     /// 503: the adapter cannot answer yet.
     #[error("{0}")]
     Unavailable(String),
+    /// 429: too many requests in flight; the client should retry after a second.
+    #[error("Too many requests, please try again later.")]
+    TooManyRequests,
+    /// 504: the request did not finish within `--request-timeout`.
+    #[error("Timeout: request did not complete within the allotted timeout")]
+    Timeout,
 }
 
 impl ApiError {
@@ -38,6 +44,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -50,6 +58,8 @@ impl ApiError {
             ApiError::NotFound(m) => ("NotFound", m.clone()),
             ApiError::Internal(m) => ("InternalError", format!("Internal error occurred: {m}")),
             ApiError::Unavailable(m) => ("ServiceUnavailable", m.clone()),
+            ApiError::TooManyRequests => ("TooManyRequests", self.to_string()),
+            ApiError::Timeout => ("Timeout", self.to_string()),
         };
         Status {
             kind: "Status",
@@ -71,7 +81,16 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(code = code.as_u16(), error = %self, "request rejected");
         }
-        (code, axum::Json(self.to_status())).into_response()
+        let retry = matches!(self, ApiError::TooManyRequests);
+        let mut response = (code, axum::Json(self.to_status())).into_response();
+        if retry {
+            // As kube-apiserver's max-in-flight filter: clients back off and retry.
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

@@ -25,8 +25,6 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     ("one-output", false),
     ("add-dir-header", false),
     ("skip-log-headers", false),
-    ("client-qps", true),
-    ("client-burst", true),
     ("tls-sni-cert-key", true),
     ("http2-max-streams-per-connection", true),
     ("permit-port-sharing", false),

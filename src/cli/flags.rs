@@ -170,6 +170,25 @@ pub struct ServerFlags {
     #[arg(long, value_parser = go_duration)]
     pub discovery_interval: Option<Duration>,
 
+    /// Requests served at once; beyond it a request is answered 429 with `Retry-After: 1`
+    /// (health paths and `system:masters` excepted). 0: no limit.
+    #[arg(long, default_value_t = 400)]
+    pub max_requests_inflight: usize,
+
+    /// Time a request may take before it is answered 504 (Go duration).
+    #[arg(long, default_value = "1m", value_parser = go_duration_nonzero)]
+    pub request_timeout: Duration,
+
+    /// Requests per second to the Kubernetes API (discovery, object lists and watches), as
+    /// client-go's rate limiter; 0 or less: no limit. TokenReviews and SubjectAccessReviews
+    /// use k8s.io/apiserver's own, higher, rate (200/s, burst 400).
+    #[arg(long, default_value_t = 5.0, allow_negative_numbers = true)]
+    pub client_qps: f32,
+
+    /// Requests to the Kubernetes API that may go at once above `--client-qps`.
+    #[arg(long, default_value_t = 10)]
+    pub client_burst: u32,
+
     /// How long the object watch of a resource kind (started by the first `*` request for it)
     /// runs without being used before it is stopped (cluster mode).
     #[arg(long, default_value = "30m", value_parser = go_duration_nonzero)]
@@ -307,6 +326,24 @@ impl ServerFlags {
         self.discovery_interval
             .filter(|d| !d.is_zero())
             .unwrap_or(Duration::from_secs(600))
+    }
+
+    /// The request limits (`--max-requests-inflight`, `--request-timeout`); health paths are
+    /// exempt.
+    pub fn limits(&self) -> std::sync::Arc<crate::server::limits::Limits> {
+        std::sync::Arc::new(crate::server::limits::Limits::new(
+            self.max_requests_inflight,
+            self.request_timeout,
+            vec!["/healthz".into(), "/livez".into(), "/readyz".into()],
+        ))
+    }
+
+    /// The rate of calls to the Kubernetes API (`--client-qps`, `--client-burst`).
+    pub fn client_rate(&self) -> crate::k8s::throttle::Rate {
+        crate::k8s::throttle::Rate {
+            qps: self.client_qps,
+            burst: self.client_burst,
+        }
     }
 
     /// The effective max age.

@@ -243,7 +243,7 @@ pub async fn build_cluster(
     flags: &ServerFlags,
     raw: &config::MetricsDiscoveryConfig,
 ) -> anyhow::Result<Adapter> {
-    let kube = k8s::build_client(flags.lister_kubeconfig.as_deref()).await?;
+    let kube = k8s::build_client(flags.lister_kubeconfig.as_deref(), flags.client_rate()).await?;
     build_cluster_with(flags, raw, kube).await
 }
 
@@ -287,7 +287,8 @@ pub async fn serve_adapter(
         .context("reading the listening address")?;
     tracing::info!(address = %local, prometheus = %crate::query::prometheus::redacted_url(&flags.prometheus.prometheus_url), "serving plain HTTP (standalone mode)");
     let discovery = spawn_discovery(&state, discoverer);
-    let result = crate::server::serve_plain(listener, api::router(state), shutdown).await;
+    let result =
+        crate::server::serve_plain(listener, api::router(state), flags.limits(), shutdown).await;
     discovery.abort();
     result.map_err(Into::into)
 }
@@ -367,14 +368,15 @@ pub async fn load_authn_config(
     Ok(config)
 }
 
-async fn client_or(
+/// A client for TokenReviews or SubjectAccessReviews: from `path`, else the lister's
+/// kubeconfig, with k8s.io/apiserver's own rate for these clients rather than `--client-qps`,
+/// which would make every SubjectAccessReview queue behind object LISTs.
+async fn delegated_client(
     path: Option<&std::path::Path>,
-    fallback: &kube::Client,
+    flags: &ServerFlags,
 ) -> anyhow::Result<kube::Client> {
-    Ok(match path {
-        Some(p) => k8s::build_client(Some(p)).await?,
-        None => fallback.clone(),
-    })
+    let path = path.or(flags.lister_kubeconfig.as_deref());
+    Ok(k8s::build_client(path, k8s::throttle::Rate::DELEGATED).await?)
 }
 
 /// Starts a cluster-mode server: API discovery and object lists from the cluster, HTTPS on
@@ -388,9 +390,9 @@ pub async fn start_cluster(
     std::net::SocketAddr,
     tokio::task::JoinHandle<anyhow::Result<()>>,
 )> {
-    let lister = k8s::build_client(flags.lister_kubeconfig.as_deref()).await?;
-    let authn_client = client_or(flags.authentication_kubeconfig.as_deref(), &lister).await?;
-    let authz_client = client_or(flags.authorization_kubeconfig.as_deref(), &lister).await?;
+    let lister = k8s::build_client(flags.lister_kubeconfig.as_deref(), flags.client_rate()).await?;
+    let authn_client = delegated_client(flags.authentication_kubeconfig.as_deref(), flags).await?;
+    let authz_client = delegated_client(flags.authorization_kubeconfig.as_deref(), flags).await?;
     let Adapter { state, discoverer } = build_cluster_with(flags, raw, lister).await?;
 
     let authn_config = load_authn_config(flags, &authn_client, true).await?;
@@ -455,9 +457,17 @@ pub async fn start_cluster(
     let addr = std::net::SocketAddr::new(flags.bind_address, flags.secure_port);
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let security = Arc::new(Security { authn, authz });
+    let limits = flags.limits();
     let server = tokio::spawn(async move {
         let result = tls
-            .serve(addr, api::router(state), security, shutdown, Some(bound_tx))
+            .serve(
+                addr,
+                api::router(state),
+                security,
+                limits,
+                shutdown,
+                Some(bound_tx),
+            )
             .await;
         discovery.abort();
         result.map_err(anyhow::Error::from)

@@ -4,6 +4,7 @@
 //! [`RestMapper`] and object names, and nothing else in the crate talks to the API server.
 
 pub mod cache;
+pub mod throttle;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -42,8 +43,11 @@ fn api_err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> K8sError {
 }
 
 /// Builds a client from `kubeconfig`, or else from the environment (in-cluster service account,
-/// then `$KUBECONFIG` / `~/.kube/config`).
-pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, K8sError> {
+/// then `$KUBECONFIG` / `~/.kube/config`), whose calls share one token bucket of `rate`.
+pub async fn build_client(
+    kubeconfig: Option<&Path>,
+    rate: throttle::Rate,
+) -> Result<kube::Client, K8sError> {
     crate::install_crypto_provider();
     let config = match kubeconfig {
         Some(path) => {
@@ -67,7 +71,10 @@ pub async fn build_client(kubeconfig: Option<&Path>) -> Result<kube::Client, K8s
     config.read_timeout = Some(Duration::from_secs(30));
     // Idle pooled connections must not eat into a request's read timeout.
     config.reset_reader_on_write = true;
-    kube::Client::try_from(config).map_err(|e| K8sError::Config(e.to_string()))
+    Ok(kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| K8sError::Config(e.to_string()))?
+        .with_layer(&throttle::ThrottleLayer::new(rate))
+        .build())
 }
 
 /// Discovers the served resources: aggregated discovery (two requests) when the server offers

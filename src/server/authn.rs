@@ -115,7 +115,7 @@ pub enum AuthnError {
 pub struct TokenReviewer {
     client: kube::Client,
     ttl: Duration,
-    cache: TtlCache<String, Result<UserInfo, String>>,
+    cache: TtlCache<Result<UserInfo, String>>,
 }
 
 impl TokenReviewer {
@@ -129,11 +129,8 @@ impl TokenReviewer {
     }
 
     async fn review(&self, token: &str) -> Result<UserInfo, AuthnError> {
-        // Keyed by a digest so the cache does not hold tokens.
-        let key = {
-            use sha2::Digest;
-            format!("{:x}", sha2::Sha256::digest(token.as_bytes()))
-        };
+        // Keyed by a digest: the cache holds no tokens, and a long one costs no more memory.
+        let key = super::cache::key([token.as_bytes()]);
         if let Some(cached) = self.cache.get(&key) {
             crate::telemetry::Metrics::outcome(
                 &crate::telemetry::metrics().auth_cache_hits,

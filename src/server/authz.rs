@@ -116,6 +116,50 @@ impl Attributes {
     }
 }
 
+/// The cache key of a decision: everything the SubjectAccessReview is asked about, hashed.
+fn cache_key(user: &UserInfo, attrs: &Attributes) -> super::cache::Key {
+    let mut parts: Vec<&[u8]> = vec![user.name.as_bytes(), user.uid.as_bytes()];
+    // Counts keep one list's items from reading as the next list's.
+    let counts = [user.groups.len(), user.extra.len()].map(|n| (n as u64).to_le_bytes());
+    parts.push(&counts[0]);
+    parts.extend(user.groups.iter().map(|g| g.as_bytes()));
+    parts.push(&counts[1]);
+    let value_counts: Vec<[u8; 8]> = user
+        .extra
+        .values()
+        .map(|v| (v.len() as u64).to_le_bytes())
+        .collect();
+    for ((k, values), count) in user.extra.iter().zip(&value_counts) {
+        parts.push(k.as_bytes());
+        parts.push(count);
+        parts.extend(values.iter().map(|v| v.as_bytes()));
+    }
+    match attrs {
+        Attributes::Resource {
+            group,
+            version,
+            resource,
+            subresource,
+            name,
+            namespace,
+            verb,
+        } => parts.extend([
+            &b"resource"[..],
+            group.as_bytes(),
+            version.as_bytes(),
+            resource.as_bytes(),
+            subresource.as_bytes(),
+            name.as_bytes(),
+            namespace.as_bytes(),
+            verb.as_bytes(),
+        ]),
+        Attributes::NonResource { path, verb } => {
+            parts.extend([&b"nonresource"[..], path.as_bytes(), verb.as_bytes()])
+        }
+    }
+    super::cache::key(parts)
+}
+
 /// An authorization decision.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Decision {
@@ -136,7 +180,7 @@ pub struct Authorizer {
     always_allow: Vec<String>,
     allowed_ttl: Duration,
     denied_ttl: Duration,
-    cache: TtlCache<(UserInfo, Attributes), Decision>,
+    cache: TtlCache<Decision>,
 }
 
 impl Authorizer {
@@ -178,7 +222,7 @@ impl Authorizer {
                 reason: "system:masters".into(),
             });
         }
-        let key = (user.clone(), attrs.clone());
+        let key = cache_key(user, attrs);
         if let Some(d) = self.cache.get(&key) {
             crate::telemetry::Metrics::outcome(
                 &crate::telemetry::metrics().auth_cache_hits,

@@ -7,6 +7,7 @@
 pub mod authn;
 pub mod authz;
 pub mod cache;
+pub mod limits;
 pub mod secure;
 pub mod tls;
 
@@ -51,13 +52,16 @@ pub async fn bind_standalone(
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serves `router` on `listener` until `shutdown` completes.
+/// Serves `router` on `listener` within `limits` until `shutdown` completes.
 pub async fn serve_plain(
     listener: TcpListener,
     router: Router,
+    limits: std::sync::Arc<limits::Limits>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let app = router.layer(axum::middleware::from_fn(log_request));
+    let app = router
+        .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
+        .layer(axum::middleware::from_fn(log_request));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

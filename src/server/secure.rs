@@ -1,5 +1,5 @@
-//! Cluster-mode serving: HTTPS with delegated authentication and authorization as a layer in
-//! front of the API router.
+//! Cluster-mode serving: HTTPS with delegated authentication and authorization as layers in
+//! front of the API router, with the request limits ([`super::limits`]) between the two.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -14,10 +14,18 @@ use axum_server::tls::TlsInfo;
 use axum_server::tls_rustls::RustlsConfig;
 
 use super::ServeError;
-use super::authn::Authenticator;
+use super::authn::{Authenticator, UserInfo};
 use super::authz::{Attributes, Authorizer};
+use super::limits::{Limits, limit};
 use super::tls::{TlsError, TlsSettings, mtimes, server_config};
 use crate::api::error::ApiError;
+
+/// Request headers accepted, in bytes: Go's `http.DefaultMaxHeaderBytes`, which
+/// kube-apiserver and k8s.io/apiserver keep.
+pub const MAX_HEADER_BYTES: usize = 1 << 20;
+/// Request headers accepted, in number: Go sets no such limit; this one is far above what the
+/// byte limit lets through in practice for the aggregator's headers.
+pub const MAX_HEADERS: usize = 4096;
 
 /// Authentication and authorization, shared by every request.
 pub struct Security {
@@ -27,9 +35,14 @@ pub struct Security {
     pub authz: Arc<Authorizer>,
 }
 
-/// The layer: always-allowed paths pass; everything else is authenticated (401 on bad
-/// credentials), then authorized (403 when denied, naming who was denied what).
-pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Next) -> Response {
+/// First layer: who is asking. Always-allowed paths pass untouched; everything else is
+/// authenticated (401 on bad credentials) and the [`UserInfo`] put in the request's
+/// extensions for the layers after it.
+pub async fn authenticate(
+    State(sec): State<Arc<Security>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path().to_string();
     if sec.authz.always_allowed(&path) {
         return next.run(req).await;
@@ -39,17 +52,36 @@ pub async fn auth_layer(State(sec): State<Arc<Security>>, req: Request, next: Ne
         .get::<Arc<TlsInfo>>()
         .map(|i| i.peer_certificates.clone())
         .unwrap_or_default();
-    let metrics = crate::telemetry::metrics();
-    let user = match sec.authn.authenticate(&peer_certs, req.headers()).await {
-        Ok(user) => user,
+    match sec.authn.authenticate(&peer_certs, req.headers()).await {
+        Ok(user) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
         Err(e) => {
-            crate::telemetry::Metrics::outcome(&metrics.authentications, "error");
+            crate::telemetry::Metrics::outcome(
+                &crate::telemetry::metrics().authentications,
+                "error",
+            );
             tracing::info!(%path, error = %e, "authentication failed");
             // As k8s.io/apiserver: the why stays in our log; a caller learns nothing about
             // which CAs or tokens we trust.
-            return ApiError::Unauthorized("Unauthorized".into()).into_response();
+            ApiError::Unauthorized("Unauthorized".into()).into_response()
         }
+    }
+}
+
+/// Last layer before the handlers: may they? A SubjectAccessReview (cached) decides; 403
+/// names who was denied what.
+pub async fn authorize(State(sec): State<Arc<Security>>, req: Request, next: Next) -> Response {
+    let path = req.uri().path().to_string();
+    if sec.authz.always_allowed(&path) {
+        return next.run(req).await;
+    }
+    let Some(user) = req.extensions().get::<UserInfo>().cloned() else {
+        // Unreachable behind `authenticate`; refuse rather than serve unauthenticated.
+        return ApiError::Unauthorized("Unauthorized".into()).into_response();
     };
+    let metrics = crate::telemetry::metrics();
     let attrs = Attributes::from_path(&path);
     match sec.authz.authorize(&user, &attrs).await {
         Ok(d) if d.allowed => {
@@ -192,11 +224,18 @@ impl TlsServer {
         addr: SocketAddr,
         router: Router,
         security: Arc<Security>,
+        limits: Arc<Limits>,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     ) -> Result<(), ServeError> {
+        // Outermost first: log, authenticate, bound the work, authorize, serve.
         let app = router
-            .layer(axum::middleware::from_fn_with_state(security, auth_layer))
+            .layer(axum::middleware::from_fn_with_state(
+                security.clone(),
+                authorize,
+            ))
+            .layer(axum::middleware::from_fn_with_state(limits, limit))
+            .layer(axum::middleware::from_fn_with_state(security, authenticate))
             .layer(axum::middleware::from_fn(super::log_request));
         let handle = axum_server::Handle::<SocketAddr>::new();
         let h = handle.clone();
@@ -217,9 +256,17 @@ impl TlsServer {
             // A client that trickles its headers, or an idle HTTP/2 connection, must not hold
             // a connection forever: 32 s for headers as the Go apiserver, keep-alive pings on h2.
             let builder = server.http_builder();
-            builder.http1().header_read_timeout(Duration::from_secs(32));
+            builder
+                .http1()
+                .header_read_timeout(Duration::from_secs(32))
+                // Go allows 1 MiB of headers and does not count them; hyper's default of 100
+                // headers would refuse a front-proxied user in 150 groups (one X-Remote-Group
+                // header each).
+                .max_headers(MAX_HEADERS)
+                .max_buf_size(MAX_HEADER_BYTES + 64 * 1024);
             builder
                 .http2()
+                .max_header_list_size(MAX_HEADER_BYTES as u32)
                 .keep_alive_interval(Duration::from_secs(30))
                 .keep_alive_timeout(Duration::from_secs(20));
             if self.settings.disable_http2 {

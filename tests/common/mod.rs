@@ -179,6 +179,7 @@ impl Adapter {
         tokio::spawn(prom_metrics_adapter::server::serve_plain(
             listener,
             router,
+            flags.limits(),
             async move {
                 let _ = rx.await;
             },
