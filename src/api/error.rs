@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 429: too many requests in flight; the client should retry after a second.
     #[error("Too many requests, please try again later.")]
     TooManyRequests,
+    /// 414: the request path is longer than any this server serves.
+    #[error("{0}")]
+    UriTooLong(String),
     /// 504: the request did not finish within `--request-timeout`.
     #[error("Timeout: request did not complete within the allotted timeout")]
     Timeout,
@@ -45,6 +48,7 @@ impl ApiError {
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::Internal(m) => ("InternalError", format!("Internal error occurred: {m}")),
             ApiError::Unavailable(m) => ("ServiceUnavailable", m.clone()),
             ApiError::TooManyRequests => ("TooManyRequests", self.to_string()),
+            ApiError::UriTooLong(m) => ("RequestURITooLong", m.clone()),
             ApiError::Timeout => ("Timeout", self.to_string()),
         };
         Status {

@@ -3,6 +3,10 @@
 //! gets `--request-timeout` to finish (then a 504). Health paths are exempt, so a busy server
 //! is not restarted by its probes, and so is `system:masters` (the aggregator's availability
 //! checks), as k8s.io/apiserver exempts it.
+//!
+//! Before any of that, a path longer than [`MAX_PATH_BYTES`] is refused with a 414: no path this
+//! server serves comes near it, and a request that is about to wait for a SubjectAccessReview
+//! should not hold (and copy into that review) tens of kilobytes an anonymous caller chose.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +18,22 @@ use tokio::sync::Semaphore;
 
 use super::authn::UserInfo;
 use crate::api::error::ApiError;
+
+/// The longest request path served: a Kubernetes object name is at most 253 bytes and a
+/// metric name rarely more than a few hundred; the query string is not counted.
+pub const MAX_PATH_BYTES: usize = 8 * 1024;
+
+/// Refuses paths longer than [`MAX_PATH_BYTES`] with a 414, before authentication.
+pub async fn refuse_long_paths(req: Request, next: Next) -> Response {
+    let len = req.uri().path().len();
+    if len > MAX_PATH_BYTES {
+        return ApiError::UriTooLong(format!(
+            "the request path is {len} bytes long; no path served here is longer than {MAX_PATH_BYTES}"
+        ))
+        .into_response();
+    }
+    next.run(req).await
+}
 
 /// The limits of one server.
 #[derive(Debug)]
@@ -140,6 +160,20 @@ mod tests {
             assert_eq!(h.await.unwrap().0, 200);
         }
         assert_eq!(privileged.await.unwrap().0, 200);
+    }
+
+    #[tokio::test]
+    async fn paths_beyond_the_longest_served_are_414_before_anything_else() {
+        let app = Router::new()
+            .route("/{*rest}", get(|| async { "ok" }))
+            .layer(axum::middleware::from_fn(refuse_long_paths));
+        let ok = format!("/{}", "a".repeat(MAX_PATH_BYTES - 1));
+        assert_eq!(status(&app, &ok, None).await.0, 200);
+        let long = format!("/{}", "a".repeat(MAX_PATH_BYTES));
+        assert_eq!(status(&app, &long, None).await.0, 414);
+        // A long query string is not the path.
+        let query = format!("/a?labelSelector={}", "b".repeat(MAX_PATH_BYTES * 2));
+        assert_eq!(status(&app, &query, None).await.0, 200);
     }
 
     #[tokio::test]

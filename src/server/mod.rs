@@ -61,6 +61,7 @@ pub async fn serve_plain(
 ) -> Result<(), ServeError> {
     let app = router
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
+        .layer(axum::middleware::from_fn(limits::refuse_long_paths))
         .layer(axum::middleware::from_fn(log_request));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

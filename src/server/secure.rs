@@ -20,6 +20,19 @@ use super::limits::{Limits, limit};
 use super::tls::{TlsError, TlsSettings, mtimes, server_config};
 use crate::api::error::ApiError;
 
+/// `path`, cut to its first 256 bytes (at a character boundary) for a log line.
+fn loggable(path: &str) -> std::borrow::Cow<'_, str> {
+    const MAX: usize = 256;
+    if path.len() <= MAX {
+        return path.into();
+    }
+    let mut end = MAX;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes)", &path[..end], path.len()).into()
+}
+
 /// Request headers accepted, in bytes: Go's `http.DefaultMaxHeaderBytes`, which
 /// kube-apiserver and k8s.io/apiserver keep.
 pub const MAX_HEADER_BYTES: usize = 1 << 20;
@@ -43,8 +56,7 @@ pub async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let path = req.uri().path().to_string();
-    if sec.authz.always_allowed(&path) {
+    if sec.authz.always_allowed(req.uri().path()) {
         return next.run(req).await;
     }
     let peer_certs: Vec<Vec<u8>> = req
@@ -62,7 +74,7 @@ pub async fn authenticate(
                 &crate::telemetry::metrics().authentications,
                 "error",
             );
-            tracing::info!(%path, error = %e, "authentication failed");
+            tracing::info!(path = %loggable(req.uri().path()), error = %e, "authentication failed");
             // As k8s.io/apiserver: the why stays in our log; a caller learns nothing about
             // which CAs or tokens we trust.
             ApiError::Unauthorized("Unauthorized".into()).into_response()
@@ -73,8 +85,8 @@ pub async fn authenticate(
 /// Last layer before the handlers: may they? A SubjectAccessReview (cached) decides; 403
 /// names who was denied what.
 pub async fn authorize(State(sec): State<Arc<Security>>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_string();
-    if sec.authz.always_allowed(&path) {
+    // The path is not copied: a waiting request should hold as little as it can.
+    if sec.authz.always_allowed(req.uri().path()) {
         return next.run(req).await;
     }
     let Some(user) = req.extensions().get::<UserInfo>().cloned() else {
@@ -82,7 +94,8 @@ pub async fn authorize(State(sec): State<Arc<Security>>, req: Request, next: Nex
         return ApiError::Unauthorized("Unauthorized".into()).into_response();
     };
     let metrics = crate::telemetry::metrics();
-    let attrs = Attributes::from_path(&path);
+    let attrs = Attributes::from_path(req.uri().path());
+    let path = loggable(req.uri().path());
     match sec.authz.authorize(&user, &attrs).await {
         Ok(d) if d.allowed => {
             crate::telemetry::Metrics::outcome(&metrics.authorizations, "allowed");
@@ -228,7 +241,8 @@ impl TlsServer {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     ) -> Result<(), ServeError> {
-        // Outermost first: log, authenticate, bound the work, authorize, serve.
+        // Outermost first: log, refuse overlong paths, authenticate, bound the work,
+        // authorize, serve.
         let app = router
             .layer(axum::middleware::from_fn_with_state(
                 security.clone(),
@@ -236,6 +250,7 @@ impl TlsServer {
             ))
             .layer(axum::middleware::from_fn_with_state(limits, limit))
             .layer(axum::middleware::from_fn_with_state(security, authenticate))
+            .layer(axum::middleware::from_fn(super::limits::refuse_long_paths))
             .layer(axum::middleware::from_fn(super::log_request));
         let handle = axum_server::Handle::<SocketAddr>::new();
         let h = handle.clone();
