@@ -433,3 +433,139 @@ async fn a_user_in_150_groups_gets_through_on_http1_and_http2_and_a_megabyte_of_
     }
     assert_eq!(fake.state.access_reviews.lock().unwrap().len(), reviews);
 }
+
+#[tokio::test]
+async fn the_audit_log_records_what_the_policy_asks_for_field_by_field() {
+    let fake = FakeKube::start().await;
+    let client_ca = Ca::new("client-ca");
+    let fp_ca = Ca::new("front-proxy-ca");
+    *fake.state.auth_configmap.lock().unwrap() = Some(auth_configmap(&client_ca, &fp_ca));
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("policy.yaml");
+    std::fs::write(
+        &policy,
+        format!(
+            "apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n\
+             - level: None\n  nonResourceURLs: [\"/healthz*\"]\n\
+             - level: Metadata\n  users: [\"{HPA_USER}\"]\n\
+             - level: Metadata\n  nonResourceURLs: [\"/openapi/*\"]\n"
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("logs/audit.log");
+    let s = start(
+        &fake,
+        &[
+            format!("--audit-log-path={}", log.display()),
+            format!("--audit-policy-file={}", policy.display()),
+        ],
+    )
+    .await;
+    let fp = fp_ca.client("front-proxy-client", &[]);
+    let c = client(Some(&fp));
+    // Not recorded: health (rule None), someone else (no rule).
+    get(&c, &s.url("/healthz"), &[]).await.unwrap();
+    get(&c, &s.url(HPA_PATH), &[("X-Remote-User", "alice")])
+        .await
+        .unwrap();
+    let mut headers = HPA_HEADERS.to_vec();
+    headers.extend([
+        ("Audit-ID", "6a1b0c3e-aggregator-id"),
+        ("X-Forwarded-For", "10.1.2.3"),
+        (
+            "User-Agent",
+            "kube-controller-manager/v1.36.3 (linux/amd64)",
+        ),
+    ]);
+    let (code, resp_headers, _) = common::secure::send(&c, &s.url(HPA_PATH), &headers)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
+    assert_eq!(resp_headers["audit-id"], "6a1b0c3e-aggregator-id");
+    let (code, _) = get(
+        &c,
+        &s.url("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/ghost/flask_http_request_per_second"),
+        HPA_HEADERS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 404);
+    // A failed authentication is recorded too, with no user.
+    let (code, _) = get(
+        &client(None),
+        &s.url("/openapi/v2"),
+        &[("Authorization", "Bearer not-a-token")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 401);
+    let mut events: Vec<serde_json::Value> = Vec::new();
+    for _ in 0..250 {
+        events = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        if events.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(events.len(), 3, "{events:#?}");
+    let e = &events[0];
+    assert_eq!(e["kind"], "Event");
+    assert_eq!(e["apiVersion"], "audit.k8s.io/v1");
+    assert_eq!(e["level"], "Metadata");
+    assert_eq!(e["auditID"], "6a1b0c3e-aggregator-id");
+    assert_eq!(e["stage"], "ResponseComplete");
+    assert_eq!(e["requestURI"], HPA_PATH);
+    assert_eq!(e["verb"], "get");
+    assert_eq!(
+        e["user"],
+        json!({"username": HPA_USER,
+               "groups": ["system:serviceaccounts", "system:serviceaccounts:kube-system", "system:authenticated"],
+               "extra": {"authentication.kubernetes.io/credential-id": ["JTI=abc"]}})
+    );
+    assert_eq!(e["sourceIPs"], json!(["10.1.2.3", "127.0.0.1"]));
+    assert_eq!(
+        e["userAgent"],
+        "kube-controller-manager/v1.36.3 (linux/amd64)"
+    );
+    assert_eq!(
+        e["objectRef"],
+        json!({"resource": "pods", "namespace": "default", "name": "*",
+               "apiGroup": "custom.metrics.k8s.io", "apiVersion": "v1beta2",
+               "subresource": "flask_http_request_per_second"})
+    );
+    assert_eq!(e["responseStatus"], json!({"metadata": {}, "code": 200}));
+    assert_eq!(e["annotations"]["authorization.k8s.io/decision"], "allow");
+    assert!(
+        e["annotations"]["authorization.k8s.io/reason"]
+            .as_str()
+            .unwrap()
+            .contains("RBAC"),
+        "{e}"
+    );
+    let (received, staged) = (
+        e["requestReceivedTimestamp"].as_str().unwrap(),
+        e["stageTimestamp"].as_str().unwrap(),
+    );
+    for t in [received, staged] {
+        // RFC 3339 with microseconds, UTC: 2026-11-30T13:01:16.123456Z
+        assert_eq!(t.len(), 27, "{t}");
+        assert!(t.ends_with('Z') && t.as_bytes()[19] == b'.', "{t}");
+    }
+    assert!(staged >= received);
+    let missing = &events[1];
+    assert_ne!(missing["auditID"], e["auditID"]);
+    assert_eq!(missing["responseStatus"]["reason"], "NotFound", "{missing}");
+    assert_eq!(missing["responseStatus"]["status"], "Failure");
+    assert_eq!(missing["responseStatus"]["code"], 404);
+    let refused = &events[2];
+    assert_eq!(refused["requestURI"], "/openapi/v2");
+    assert_eq!(refused["user"], json!({}));
+    assert_eq!(
+        refused["responseStatus"],
+        json!({"metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
+    );
+}

@@ -87,7 +87,10 @@ impl IntoResponse for ApiError {
             tracing::debug!(code = code.as_u16(), error = %self, "request rejected");
         }
         let retry = matches!(self, ApiError::TooManyRequests);
-        let mut response = (code, axum::Json(self.to_status())).into_response();
+        let status = self.to_status();
+        let mut response = (code, axum::Json(status.clone())).into_response();
+        // For the audit log's `responseStatus`, without parsing the body back.
+        response.extensions_mut().insert(status);
         if retry {
             // As kube-apiserver's max-in-flight filter: clients back off and retry.
             response.headers_mut().insert(

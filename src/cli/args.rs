@@ -1,6 +1,6 @@
 //! Command-line compatibility with the Go adapter's pflag/klog conventions.
 //!
-//! Existing Deployments pass flags we do not act on yet (or never will: audit, profiling), and
+//! Existing Deployments pass flags we do not act on yet (or never will: audit webhooks, profiling), and
 //! sometimes klog flags that upstream itself has since dropped. Refusing them would make the
 //! binary not drop-in, so [`normalize`] removes them before clap sees the arguments and returns a
 //! warning for each.
@@ -36,6 +36,16 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     ("kubeconfig", true),
 ];
 
+/// Audit flags acted on, so not dropped.
+const AUDIT_FLAGS: &[&str] = &[
+    "audit-log-path",
+    "audit-policy-file",
+    "audit-log-maxage",
+    "audit-log-maxbackup",
+    "audit-log-maxsize",
+    "audit-log-format",
+];
+
 /// Audit flags are many; all but these booleans take a value.
 const AUDIT_BOOLEANS: &[&str] = &[
     "audit-log-compress",
@@ -49,7 +59,7 @@ fn ignored(name: &str) -> Option<bool> {
     if let Some((_, takes)) = IGNORED_FLAGS.iter().find(|(n, _)| *n == name) {
         return Some(*takes);
     }
-    if name.starts_with("audit-") {
+    if name.starts_with("audit-") && !AUDIT_FLAGS.contains(&name) {
         return Some(!AUDIT_BOOLEANS.contains(&name));
     }
     None
@@ -128,14 +138,23 @@ mod tests {
             "--permit-port-sharing",
             "--logtostderr",
             "--config=/etc/adapter/config.yaml",
+            "--audit-webhook-config-file",
+            "/etc/webhook.yaml",
+            "--audit-log-compress",
             "--audit-log-path",
             "-",
-            "--audit-log-compress",
             "/adapter",
         ]);
+        // The audit log flags are acted on; webhook and compression ones are not.
         assert_eq!(
             args,
-            ["adapter", "--config=/etc/adapter/config.yaml", "/adapter"]
+            [
+                "adapter",
+                "--config=/etc/adapter/config.yaml",
+                "--audit-log-path",
+                "-",
+                "/adapter"
+            ]
         );
         assert_eq!(warnings.len(), 6);
         assert!(warnings[0].contains("--tls-sni-cert-key"));

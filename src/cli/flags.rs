@@ -179,6 +179,32 @@ pub struct ServerFlags {
     #[arg(long, default_value = "1m", value_parser = go_duration_nonzero)]
     pub request_timeout: Duration,
 
+    /// Where audit events go, one JSON `audit.k8s.io/v1` Event per line; `-` for standard
+    /// output. Nothing is recorded without `--audit-policy-file`, as in kube-apiserver.
+    #[arg(long)]
+    pub audit_log_path: Option<String>,
+
+    /// The audit policy (`audit.k8s.io/v1` `Policy`): which requests are recorded, at which
+    /// level.
+    #[arg(long)]
+    pub audit_policy_file: Option<PathBuf>,
+
+    /// Days to keep rotated audit logs; 0 keeps them regardless of age.
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxage: u64,
+
+    /// Rotated audit logs kept; 0 keeps all.
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxbackup: usize,
+
+    /// Size in megabytes at which the audit log is rotated; 0 means 100, as kube-apiserver's.
+    #[arg(long, default_value_t = 0)]
+    pub audit_log_maxsize: u64,
+
+    /// Format of audit lines: `json` (the only one written; `legacy` is refused).
+    #[arg(long, default_value = "json")]
+    pub audit_log_format: String,
+
     /// Requests per second to the Kubernetes API (discovery, object lists and watches), as
     /// client-go's rate limiter; 0 or less: no limit. TokenReviews and SubjectAccessReviews
     /// use k8s.io/apiserver's own, higher, rate (200/s, burst 400).

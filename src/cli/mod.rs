@@ -379,6 +379,37 @@ async fn delegated_client(
     Ok(k8s::build_client(path, k8s::throttle::Rate::DELEGATED).await?)
 }
 
+/// The audit log, when both `--audit-log-path` and `--audit-policy-file` are given.
+fn auditor(flags: &ServerFlags) -> anyhow::Result<Option<Arc<crate::server::audit::Auditor>>> {
+    if flags.audit_log_format != "json" {
+        anyhow::bail!(
+            "--audit-log-format={} is not supported; only json is written",
+            flags.audit_log_format
+        );
+    }
+    match (&flags.audit_log_path, &flags.audit_policy_file) {
+        (Some(path), Some(policy)) => {
+            let rotation = crate::server::audit::file::Rotation::from_flags(
+                flags.audit_log_maxsize,
+                flags.audit_log_maxbackup,
+                flags.audit_log_maxage,
+            );
+            let auditor = crate::server::audit::Auditor::start(path, policy, rotation)?;
+            tracing::info!(log = %path, policy = %policy.display(), "writing the audit log");
+            Ok(Some(auditor))
+        }
+        (Some(_), None) => {
+            tracing::warn!("--audit-log-path without --audit-policy-file: nothing is audited");
+            Ok(None)
+        }
+        (None, Some(_)) => {
+            tracing::warn!("--audit-policy-file without --audit-log-path: nothing is audited");
+            Ok(None)
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// Starts a cluster-mode server: API discovery and object lists from the cluster, HTTPS on
 /// `--bind-address:--secure-port`, delegated authentication and authorization. Returns the
 /// bound address and the serving task.
@@ -456,7 +487,11 @@ pub async fn start_cluster(
     let discovery = spawn_discovery(&state, discoverer);
     let addr = std::net::SocketAddr::new(flags.bind_address, flags.secure_port);
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let security = Arc::new(Security { authn, authz });
+    let security = Arc::new(Security {
+        authn,
+        authz,
+        audit: auditor(flags)?,
+    });
     let limits = flags.limits();
     let server = tokio::spawn(async move {
         let result = tls

@@ -4,6 +4,7 @@
 //! Cluster mode serves HTTPS with delegated authentication and authorization as a layer around
 //! the same router ([`secure`]).
 
+pub mod audit;
 pub mod authn;
 pub mod authz;
 pub mod cache;

@@ -14,6 +14,7 @@ use axum_server::tls::TlsInfo;
 use axum_server::tls_rustls::RustlsConfig;
 
 use super::ServeError;
+use super::audit::{Auditor, Notes, audit};
 use super::authn::{Authenticator, UserInfo};
 use super::authz::{Attributes, Authorizer};
 use super::limits::{Limits, limit};
@@ -40,12 +41,14 @@ pub const MAX_HEADER_BYTES: usize = 1 << 20;
 /// byte limit lets through in practice for the aggregator's headers.
 pub const MAX_HEADERS: usize = 4096;
 
-/// Authentication and authorization, shared by every request.
+/// Authentication, authorization and auditing, shared by every request.
 pub struct Security {
     /// Who is asking.
     pub authn: Arc<Authenticator>,
     /// Whether they may.
     pub authz: Arc<Authorizer>,
+    /// What is recorded, when `--audit-policy-file` and `--audit-log-path` are set.
+    pub audit: Option<Arc<Auditor>>,
 }
 
 /// First layer: who is asking. Always-allowed paths pass untouched; everything else is
@@ -75,6 +78,9 @@ pub async fn authenticate(
                 "error",
             );
             tracing::info!(path = %loggable(req.uri().path()), error = %e, "authentication failed");
+            if let Some(auditor) = &sec.audit {
+                auditor.unauthenticated(&req).await;
+            }
             // As k8s.io/apiserver: the why stays in our log; a caller learns nothing about
             // which CAs or tokens we trust.
             ApiError::Unauthorized("Unauthorized".into()).into_response()
@@ -96,7 +102,15 @@ pub async fn authorize(State(sec): State<Arc<Security>>, req: Request, next: Nex
     let metrics = crate::telemetry::metrics();
     let attrs = Attributes::from_path(req.uri().path());
     let path = loggable(req.uri().path());
-    match sec.authz.authorize(&user, &attrs).await {
+    let decision = sec.authz.authorize(&user, &attrs).await;
+    if let (Some(notes), Ok(d)) = (req.extensions().get::<Notes>(), &decision) {
+        notes.annotate(
+            "authorization.k8s.io/decision",
+            if d.allowed { "allow" } else { "forbid" },
+        );
+        notes.annotate("authorization.k8s.io/reason", d.reason.clone());
+    }
+    match decision {
         Ok(d) if d.allowed => {
             crate::telemetry::Metrics::outcome(&metrics.authorizations, "allowed");
             tracing::debug!(user = %user.name, %path, "authorized");
@@ -241,7 +255,7 @@ impl TlsServer {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
         bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     ) -> Result<(), ServeError> {
-        // Outermost first: log, refuse overlong paths, authenticate, bound the work,
+        // Outermost first: log, refuse overlong paths, authenticate, audit, bound the work,
         // authorize, serve.
         let app = router
             .layer(axum::middleware::from_fn_with_state(
@@ -249,6 +263,10 @@ impl TlsServer {
                 authorize,
             ))
             .layer(axum::middleware::from_fn_with_state(limits, limit))
+            .layer(axum::middleware::from_fn_with_state(
+                security.audit.clone(),
+                audit,
+            ))
             .layer(axum::middleware::from_fn_with_state(security, authenticate))
             .layer(axum::middleware::from_fn(super::limits::refuse_long_paths))
             .layer(axum::middleware::from_fn(super::log_request));
@@ -289,7 +307,7 @@ impl TlsServer {
             }
         }
         server
-            .serve(app.into_make_service())
+            .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
             .map_err(|e| ServeError::Bind { addr, source: e })
     }
