@@ -89,32 +89,93 @@ struct Cluster {
     fake: FakeKube,
     client_ca: Ca,
     front_proxy: (String, String),
+    /// The CAs the APIServices' `caBundle` holds, which the aggregator verifies us with.
+    bundle: String,
+    /// `https://<service>.<namespace>.svc:<port>`, resolved to the adapter.
+    base: String,
     server: Server,
 }
 
 impl Cluster {
-    /// Starts the adapter as `manifests/` runs it (monitoring/prom-metrics-adapter).
+    /// Installs the adapter as `manifests/` (with `manifests/optional/`) does.
     async fn start(rbac: Rbac) -> Cluster {
-        Cluster::start_as(rbac, "prom-metrics-adapter").await
+        Cluster::install(rbac, &manifests_yaml()).await
     }
 
-    /// Starts the adapter running as the service account monitoring/`account`.
-    async fn start_as(rbac: Rbac, account: &str) -> Cluster {
+    /// Installs the adapter as the Deployment of `install` runs it (its namespace, service
+    /// account and serving-certificate flags), with the APIServices of `install` registered,
+    /// and connects to it as the aggregator does: verifying its certificate with the CA the
+    /// APIServices' `caBundle` holds, for `<service>.<namespace>.svc`.
+    async fn install(rbac: Rbac, install: &str) -> Cluster {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(install).unwrap();
+        let deployment = docs
+            .iter()
+            .find(|d| d["kind"] == "Deployment")
+            .expect("a Deployment");
+        let namespace = deployment["metadata"]["namespace"].as_str().unwrap();
+        let pod = &deployment["spec"]["template"]["spec"];
+        let account = pod["serviceAccountName"].as_str().unwrap();
+        let mut flags: Vec<String> = pod["containers"][0]["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|a| a.starts_with("--cert-") && !a.starts_with("--cert-dir"))
+            .map(str::to_string)
+            .collect();
+        let service = flags
+            .iter()
+            .find_map(|f| f.strip_prefix("--cert-service-name="))
+            .expect("the Deployment manages its serving certificate")
+            .to_string();
+        // In a pod the namespace comes from the service account's mount.
+        flags.push(format!("--cert-secret-namespace={namespace}"));
         let fake = FakeKube::start().await;
-        *fake.state.adapter_account.lock().unwrap() = ("monitoring".into(), account.into());
+        *fake.state.adapter_account.lock().unwrap() = (namespace.into(), account.into());
+        fake.register_api_services(install);
         let client_ca = Ca::new("client-ca");
         let front_proxy_ca = Ca::new("front-proxy-ca");
         *fake.state.auth_configmap.lock().unwrap() =
             Some(auth_configmap(&client_ca, &front_proxy_ca));
         *fake.state.rbac.lock().unwrap() = rbac;
         let config = format!("{}{RESOURCE_RULES}", fixture("custom-rules.yaml"));
-        let server = start_with_config(&fake, &config, &[]).await;
+        let server = start_with_config(&fake, &config, &flags).await;
+        let bundles = fake.api_service_bundles();
+        let bundle = bundles
+            .values()
+            .next()
+            .cloned()
+            .flatten()
+            .expect("the adapter set the APIServices' caBundle");
+        assert!(
+            bundles.values().all(|b| b.as_ref() == Some(&bundle)),
+            "every APIService gets the same bundle: {bundles:?}"
+        );
+        let host = format!("{service}.{namespace}.svc");
+        let base = format!("https://{host}:{}", server.addr.port());
         Cluster {
             fake,
             client_ca,
             front_proxy: front_proxy_ca.client("front-proxy-client", &[]),
+            bundle,
+            base,
             server,
         }
+    }
+
+    /// A client presenting the front-proxy certificate and trusting only the APIServices'
+    /// bundle, as the aggregator.
+    fn aggregator(&self) -> reqwest::Client {
+        let host = self.base.trim_start_matches("https://");
+        let host = host.split(':').next().unwrap();
+        let (cert, key) = &self.front_proxy;
+        reqwest::Client::builder()
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(self.bundle.as_bytes()).unwrap())
+            .identity(reqwest::Identity::from_pem(format!("{cert}\n{key}").as_bytes()).unwrap())
+            .resolve(host, std::net::SocketAddr::from(([127, 0, 0, 1], 0)))
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap()
     }
 
     /// Sends `path` through the front proxy as `who`, with `accept` and `extra` headers;
@@ -136,8 +197,8 @@ impl Cluster {
         }
         headers.extend_from_slice(extra);
         send(
-            &client(Some(&self.front_proxy)),
-            &self.server.url(path),
+            &self.aggregator(),
+            &format!("{}{path}", self.base),
             &headers,
         )
         .await
@@ -361,7 +422,7 @@ async fn every_request_of_the_aggregator_and_the_hpa_succeeds_with_the_charts_rb
     );
     let mut rbac = Rbac::bootstrap();
     rbac.add_yaml(&rendered, "helm template");
-    let cluster = Cluster::start_as(rbac, "adapter-prom-metrics-adapter").await;
+    let cluster = Cluster::install(rbac, &rendered).await;
     let services = api_services(&rendered);
     let groups: Vec<&str> = services.iter().map(|(g, _)| g.as_str()).collect();
     for g in [

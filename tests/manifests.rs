@@ -335,13 +335,31 @@ fn check_api_services(docs: &[Doc]) -> Vec<String> {
         if spec["groupPriorityMinimum"] != 100 {
             problems.push(format!("{}: groupPriorityMinimum is not 100", api.label()));
         }
-        let verified = spec.get("caBundle").is_some()
+        // The aggregator must verify the adapter: a CA in the bundle, injected by
+        // cert-manager, or kept there by the adapter itself (--cert-secret-name, this
+        // APIService among --cert-apiservices). Never insecureSkipTLSVerify, and never an
+        // empty caBundle, which would blank the live one on every apply.
+        let managed = flag(container, "cert-secret-name").is_some()
+            && flag(container, "cert-apiservices")
+                .map(|list| list.split(',').any(|n| n == api.name()))
+                .unwrap_or(true);
+        let verified = spec["caBundle"].as_str().is_some_and(|b| !b.is_empty())
             || api.value["metadata"]["annotations"]
                 .get("cert-manager.io/inject-ca-from")
-                .is_some();
-        if verified == (spec["insecureSkipTLSVerify"] == true) {
+                .is_some()
+            || managed;
+        if !verified {
             problems.push(format!(
-                "{}: needs either insecureSkipTLSVerify or a CA (caBundle or injection), not both",
+                "{}: nothing makes the aggregator verify the adapter (caBundle, cert-manager injection or --cert-secret-name)",
+                api.label()
+            ));
+        }
+        if spec.get("insecureSkipTLSVerify").is_some() {
+            problems.push(format!("{}: sets insecureSkipTLSVerify", api.label()));
+        }
+        if spec["caBundle"] == "" {
+            problems.push(format!(
+                "{}: an empty caBundle blanks the live one on every apply",
                 api.label()
             ));
         }
@@ -866,6 +884,8 @@ fn manifests_deployment_runs_restricted_with_two_replicas_and_health_probes() {
         args(container),
         [
             "--secure-port=6443",
+            "--cert-secret-name=prom-metrics-adapter-serving-cert",
+            "--cert-service-name=prom-metrics-adapter",
             "--cert-dir=/tmp/cert",
             "--config=/etc/adapter/config.yaml",
             "--prometheus-url=http://prometheus-k8s.monitoring.svc:9090",
@@ -979,6 +999,9 @@ fn chart_default_render_passes_every_check_and_its_config_compiles() {
         args(container),
         [
             "--secure-port=6443",
+            "--cert-secret-name=adapter-prom-metrics-adapter-serving-cert",
+            "--cert-service-name=adapter-prom-metrics-adapter",
+            "--cert-apiservices=v1beta1.custom.metrics.k8s.io,v1beta2.custom.metrics.k8s.io",
             "--cert-dir=/tmp/cert",
             "--prometheus-url=http://prometheus.default.svc:9090",
             "--metrics-relist-interval=1m",
@@ -1102,15 +1125,17 @@ fn chart_renders_a_prometheus_adapter_values_file_unchanged() {
     );
     assert_eq!(container["securityContext"]["runAsUser"], 10001);
     assert_eq!(container["livenessProbe"]["httpGet"]["path"], "/healthz");
-    // tls and certManager are off: self-signed serving certificate, no Secret, no cert-manager.
+    // tls and certManager are off: the adapter manages its certificate (a Secret it creates,
+    // none rendered), and the APIServices have neither a bundle nor insecureSkipTLSVerify.
     for api in of_kind(&docs, "APIService") {
-        assert_eq!(
-            api.value["spec"]["insecureSkipTLSVerify"],
-            true,
+        assert!(
+            api.value["spec"].get("insecureSkipTLSVerify").is_none()
+                && api.value["spec"].get("caBundle").is_none(),
             "{}",
             api.label()
         );
     }
+    assert!(flag(container, "cert-secret-name").is_some());
     assert!(of_kind(&docs, "Secret").is_empty());
     assert!(of_kind(&docs, "Certificate").is_empty());
     assert!(of_kind(&docs, "Issuer").is_empty());

@@ -232,6 +232,38 @@ pub struct ServerFlags {
     #[arg(long, default_value = "apiserver.local.config/certificates")]
     pub cert_dir: PathBuf,
 
+    /// Manage the serving certificate in this Secret (in `--cert-secret-namespace`): a CA
+    /// and a certificate for `--cert-service-name`, shared by every replica, renewed before
+    /// expiry, its CA kept in the `caBundle` of `--cert-apiservices`. Excludes
+    /// `--tls-cert-file`.
+    #[arg(long)]
+    pub cert_secret_name: Option<String>,
+
+    /// Namespace of that Secret and of the Service; defaults to the pod's own namespace.
+    #[arg(long)]
+    pub cert_secret_namespace: Option<String>,
+
+    /// The Service the APIServices point at; the certificate is for its DNS names.
+    #[arg(long, default_value = "prom-metrics-adapter")]
+    pub cert_service_name: String,
+
+    /// APIServices whose `caBundle` is kept equal to the managed CA (those not registered are
+    /// skipped).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "v1beta1.custom.metrics.k8s.io,v1beta2.custom.metrics.k8s.io,v1beta1.external.metrics.k8s.io,v1beta1.metrics.k8s.io"
+    )]
+    pub cert_apiservices: Vec<String>,
+
+    /// How often the managed Secret and the APIServices' bundles are checked.
+    #[arg(long, default_value = "1m", value_parser = go_duration_nonzero)]
+    pub cert_resync_interval: Duration,
+
+    /// How long a replaced CA stays in the bundle after a CA rotation.
+    #[arg(long, default_value = "10m", value_parser = go_duration)]
+    pub cert_ca_rotation_grace: Duration,
+
     /// Serving certificate (PEM, chain); reloaded when it changes.
     #[arg(long)]
     pub tls_cert_file: Option<PathBuf>,

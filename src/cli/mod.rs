@@ -379,6 +379,48 @@ async fn delegated_client(
     Ok(k8s::build_client(path, k8s::throttle::Rate::DELEGATED).await?)
 }
 
+/// The self-managed serving certificate (`--cert-secret-name`), synced once so the files
+/// exist before the server loads them.
+async fn managed_serving_cert(
+    flags: &ServerFlags,
+    client: &kube::Client,
+) -> anyhow::Result<Option<k8s::serving_cert::ServingCert>> {
+    let Some(secret) = &flags.cert_secret_name else {
+        return Ok(None);
+    };
+    if flags.tls_cert_file.is_some() || flags.tls_private_key_file.is_some() {
+        anyhow::bail!(
+            "--cert-secret-name manages the serving certificate; it cannot be combined with \
+             --tls-cert-file or --tls-private-key-file"
+        );
+    }
+    let namespace = match &flags.cert_secret_namespace {
+        Some(ns) => ns.clone(),
+        None => std::fs::read_to_string(PathBuf::from(SA_DIR).join("namespace"))
+            .map(|ns| ns.trim().to_string())
+            .context(
+                "--cert-secret-name needs --cert-secret-namespace outside a pod (no service \
+                 account namespace to default to)",
+            )?,
+    };
+    let manager = k8s::serving_cert::ServingCert::new(
+        client.clone(),
+        k8s::serving_cert::Settings {
+            namespace,
+            secret: secret.clone(),
+            service: flags.cert_service_name.clone(),
+            api_services: flags.cert_apiservices.clone(),
+            cert_dir: flags.cert_dir.clone(),
+            rotation_grace: flags.cert_ca_rotation_grace,
+        },
+    );
+    manager
+        .sync()
+        .await
+        .context("setting up the self-managed serving certificate")?;
+    Ok(Some(manager))
+}
+
 /// The audit log, when both `--audit-log-path` and `--audit-policy-file` are given.
 fn auditor(flags: &ServerFlags) -> anyhow::Result<Option<Arc<crate::server::audit::Auditor>>> {
     if flags.audit_log_format != "json" {
@@ -424,6 +466,7 @@ pub async fn start_cluster(
     let lister = k8s::build_client(flags.lister_kubeconfig.as_deref(), flags.client_rate()).await?;
     let authn_client = delegated_client(flags.authentication_kubeconfig.as_deref(), flags).await?;
     let authz_client = delegated_client(flags.authorization_kubeconfig.as_deref(), flags).await?;
+    let serving_cert = managed_serving_cert(flags, &lister).await?;
     let Adapter { state, discoverer } = build_cluster_with(flags, raw, lister).await?;
 
     let authn_config = load_authn_config(flags, &authn_client, true).await?;
@@ -440,10 +483,23 @@ pub async fn start_cluster(
         flags.authorization_webhook_cache_authorized_ttl,
         flags.authorization_webhook_cache_unauthorized_ttl,
     ));
+    let (cert_file, key_file) = match &serving_cert {
+        Some(manager) => {
+            let (cert, key) = manager.files();
+            (Some(cert), Some(key))
+        }
+        None => (
+            flags.tls_cert_file.clone(),
+            flags.tls_private_key_file.clone(),
+        ),
+    };
+    if let Some(manager) = serving_cert {
+        tokio::spawn(manager.run(flags.cert_resync_interval));
+    }
     let tls = Arc::new(TlsServer::new(
         TlsSettings {
-            cert_file: flags.tls_cert_file.clone(),
-            key_file: flags.tls_private_key_file.clone(),
+            cert_file,
+            key_file,
             cert_dir: flags.cert_dir.clone(),
             min_version: flags.tls_min_version.clone(),
             cipher_suites: flags.tls_cipher_suites.clone(),

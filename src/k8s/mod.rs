@@ -4,6 +4,7 @@
 //! [`RestMapper`] and object names, and nothing else in the crate talks to the API server.
 
 pub mod cache;
+pub mod serving_cert;
 pub mod throttle;
 
 use std::path::Path;

@@ -61,6 +61,12 @@ pub struct FakeState {
     pub adapter_account: std::sync::Mutex<(String, String)>,
     /// Requests of the adapter's own that RBAC refused (`403`), as "verb what".
     pub refused: std::sync::Mutex<Vec<String>>,
+    /// Secrets by (namespace, name), as stored (with `metadata.resourceVersion`).
+    pub secrets: std::sync::Mutex<BTreeMap<(String, String), Value>>,
+    /// APIServices by name.
+    pub api_services: std::sync::Mutex<BTreeMap<String, Value>>,
+    /// The last resourceVersion handed out.
+    pub resource_version: AtomicUsize,
     /// TokenReviews seen.
     pub token_reviews: AtomicUsize,
     /// SubjectAccessReview specs seen.
@@ -85,6 +91,9 @@ impl Default for FakeState {
                 "prom-metrics-adapter".into(),
             )),
             refused: Default::default(),
+            secrets: Default::default(),
+            api_services: Default::default(),
+            resource_version: AtomicUsize::new(1000),
             token_reviews: AtomicUsize::new(0),
             access_reviews: Default::default(),
         }
@@ -431,6 +440,155 @@ async fn subject_access_review(State(st): State<Arc<FakeState>>, body: String) -
         .into_response()
 }
 
+fn not_found(kind: &str, name: &str) -> Response {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        format!("{kind} \"{name}\" not found"),
+    )
+}
+
+impl FakeState {
+    fn next_version(&self) -> String {
+        (self.resource_version.fetch_add(1, Ordering::SeqCst) + 1).to_string()
+    }
+}
+
+async fn create_secret(
+    State(st): State<Arc<FakeState>>,
+    Path(ns): Path<String>,
+    body: String,
+) -> Response {
+    let Ok(mut secret) = serde_json::from_str::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let name = secret["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut secrets = st.secrets.lock().unwrap();
+    if secrets.contains_key(&(ns.clone(), name.clone())) {
+        return status(
+            StatusCode::CONFLICT,
+            "AlreadyExists",
+            format!("secrets \"{name}\" already exists"),
+        );
+    }
+    secret["metadata"]["namespace"] = json!(ns);
+    secret["metadata"]["resourceVersion"] = json!(st.next_version());
+    secret["metadata"]["uid"] = json!(format!("uid-secret-{name}"));
+    secrets.insert((ns, name), secret.clone());
+    (
+        StatusCode::CREATED,
+        [(header::CONTENT_TYPE, "application/json")],
+        secret.to_string(),
+    )
+        .into_response()
+}
+
+async fn get_secret(
+    State(st): State<Arc<FakeState>>,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    match st.secrets.lock().unwrap().get(&(ns, name.clone())) {
+        Some(s) => json_response(s.clone(), "application/json"),
+        None => not_found("secrets", &name),
+    }
+}
+
+/// A PUT: refused with 409 unless it carries the stored resourceVersion, as the API server's
+/// optimistic concurrency does.
+async fn replace_secret(
+    State(st): State<Arc<FakeState>>,
+    Path((ns, name)): Path<(String, String)>,
+    body: String,
+) -> Response {
+    let Ok(mut secret) = serde_json::from_str::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let mut secrets = st.secrets.lock().unwrap();
+    let Some(stored) = secrets.get(&(ns.clone(), name.clone())) else {
+        return not_found("secrets", &name);
+    };
+    if secret["metadata"]["resourceVersion"] != stored["metadata"]["resourceVersion"] {
+        return status(
+            StatusCode::CONFLICT,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on secrets \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+            ),
+        );
+    }
+    secret["metadata"]["resourceVersion"] = json!(st.next_version());
+    secret["metadata"]["uid"] = stored["metadata"]["uid"].clone();
+    secrets.insert((ns, name), secret.clone());
+    json_response(secret, "application/json")
+}
+
+async fn get_api_service(State(st): State<Arc<FakeState>>, Path(name): Path<String>) -> Response {
+    match st.api_services.lock().unwrap().get(&name) {
+        Some(a) => json_response(a.clone(), "application/json"),
+        None => not_found("apiservices.apiregistration.k8s.io", &name),
+    }
+}
+
+/// RFC 7386 JSON merge patch: objects merge key by key, `null` removes, anything else
+/// replaces.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let map = target.as_object_mut().unwrap();
+    for (k, v) in patch {
+        if v.is_null() {
+            map.remove(k);
+        } else {
+            merge_patch(map.entry(k.clone()).or_insert(Value::Null), v);
+        }
+    }
+}
+
+async fn patch_api_service(
+    State(st): State<Arc<FakeState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: String,
+) -> Response {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if content_type != "application/merge-patch+json" {
+        return status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "UnsupportedMediaType",
+            format!("the fake only takes merge patches, not {content_type:?}"),
+        );
+    }
+    let Ok(patch) = serde_json::from_str::<Value>(&body) else {
+        return status(StatusCode::BAD_REQUEST, "BadRequest", "not JSON".into());
+    };
+    let mut services = st.api_services.lock().unwrap();
+    let Some(stored) = services.get_mut(&name) else {
+        return not_found("apiservices.apiregistration.k8s.io", &name);
+    };
+    merge_patch(stored, &patch);
+    // As the API server validates an APIService.
+    if stored["spec"]["insecureSkipTLSVerify"] == true && stored["spec"].get("caBundle").is_some() {
+        return status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Invalid",
+            "spec.insecureSkipTLSVerify: Invalid value: true: may not be true if caBundle is present".into(),
+        );
+    }
+    stored["metadata"]["resourceVersion"] = json!(st.next_version());
+    json_response(stored.clone(), "application/json")
+}
+
 /// The token in the kubeconfig the fake writes for the adapter.
 const ADAPTER_TOKEN: &str = "test-token";
 
@@ -475,6 +633,9 @@ fn request_attributes(method: &axum::http::Method, uri: &axum::http::Uri) -> Val
     let name = rest.get(1).copied().unwrap_or_default();
     let verb = match (method.as_str(), name.is_empty(), watch) {
         ("POST", _, _) => "create",
+        ("PUT", _, _) => "update",
+        ("PATCH", _, _) => "patch",
+        ("DELETE", _, _) => "delete",
         (_, _, true) => "watch",
         (_, true, _) => "list",
         _ => "get",
@@ -568,6 +729,18 @@ impl FakeKube {
                 get(auth_configmap),
             )
             .route(
+                "/api/v1/namespaces/{ns}/secrets",
+                axum::routing::post(create_secret),
+            )
+            .route(
+                "/api/v1/namespaces/{ns}/secrets/{name}",
+                get(get_secret).put(replace_secret),
+            )
+            .route(
+                "/apis/apiregistration.k8s.io/v1/apiservices/{name}",
+                get(get_api_service).patch(patch_api_service),
+            )
+            .route(
                 "/apis/authentication.k8s.io/v1/tokenreviews",
                 axum::routing::post(token_review),
             )
@@ -597,6 +770,34 @@ impl FakeKube {
             state,
             kubeconfig,
         }
+    }
+
+    /// Registers the APIServices of a YAML stream (the manifests' or the chart's).
+    pub fn register_api_services(&self, yaml: &str) {
+        let docs: Vec<Value> = serde_saphyr::from_multiple(yaml).unwrap();
+        let mut services = self.state.api_services.lock().unwrap();
+        for mut doc in docs.into_iter().filter(|d| d["kind"] == "APIService") {
+            let name = doc["metadata"]["name"].as_str().unwrap().to_string();
+            doc["metadata"]["resourceVersion"] = json!("1");
+            services.insert(name, doc);
+        }
+    }
+
+    /// Each registered APIService's `caBundle`, decoded (`None`: no bundle).
+    pub fn api_service_bundles(&self) -> BTreeMap<String, Option<String>> {
+        self.state
+            .api_services
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(name, a)| {
+                let bundle = a["spec"].get("caBundle").map(|b| {
+                    let bytes: k8s_openapi::ByteString = serde_json::from_value(b.clone()).unwrap();
+                    String::from_utf8(bytes.0).unwrap()
+                });
+                (name.clone(), bundle)
+            })
+            .collect()
     }
 
     /// Sends a watch event about a pod to every open pod watch.

@@ -134,9 +134,43 @@ spec:
     port: {{ $root.Values.service.port }}
   {{- if $root.Values.tls.enable }}
   caBundle: {{ required "tls.ca is required when tls.enable is true" $root.Values.tls.ca | b64enc }}
-  {{- else if not $root.Values.certManager.enabled }}
-  insecureSkipTLSVerify: true
   {{- end }}
+  {{- /* Otherwise no caBundle field at all: cert-manager injects it, or the adapter keeps it
+  (pma.selfManagedCert). An empty one here would blank the live bundle on every upgrade. */}}
   groupPriorityMinimum: 100
   versionPriority: {{ .priority }}
+{{- end -}}
+
+
+{{/*
+Whether the adapter manages its own serving certificate (the default): neither a certificate of
+the user's (tls.enable) nor cert-manager's.
+*/}}
+{{- define "pma.selfManagedCert" -}}
+{{- if not (or .Values.tls.enable .Values.certManager.enabled) }}true{{ end -}}
+{{- end -}}
+
+{{/*
+The Secret the adapter keeps its serving CA and certificate in.
+*/}}
+{{- define "pma.servingCertSecret" -}}
+{{- printf "%s-serving-cert" (include "pma.fullname" .) -}}
+{{- end -}}
+
+{{/*
+The names of the APIServices this release registers, as a list.
+*/}}
+{{- define "pma.apiServiceNames" -}}
+{{- $names := list -}}
+{{- if include "pma.serves.custom" . }}
+{{- $names = append $names "v1beta1.custom.metrics.k8s.io" }}
+{{- $names = append $names "v1beta2.custom.metrics.k8s.io" }}
+{{- end }}
+{{- if include "pma.serves.external" . }}
+{{- $names = append $names "v1beta1.external.metrics.k8s.io" }}
+{{- end }}
+{{- if include "pma.serves.resource" . }}
+{{- $names = append $names "v1beta1.metrics.k8s.io" }}
+{{- end }}
+{{- toJson $names -}}
 {{- end -}}
