@@ -14,7 +14,7 @@ use super::error::ApiError;
 use super::request::{check_namespace, check_object_name, parse_params, segments};
 use super::types::ApiResource;
 use super::{AppState, format_timestamp, unix_now};
-use crate::k8s::cache::ObjectMeta;
+use crate::query::objects::ObjectMeta;
 use crate::query::resource_metrics::{node_usage, pod_usage};
 use crate::rules::ResourceInfo;
 

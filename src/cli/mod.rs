@@ -260,10 +260,10 @@ async fn build_cluster_with(
         "discovered the cluster's API resources"
     );
     let adapter = build_adapter(flags, raw, mapper, |_| {
-        ObjectLister::Kube(k8s::KubeObjectLister::new(
+        ObjectLister::Kube(Arc::new(k8s::KubeObjectLister::new(
             kube.clone(),
             flags.object_watch_idle_timeout,
-        ))
+        )))
     })?;
     tokio::spawn(k8s::refresh_mapper(
         kube,

@@ -20,6 +20,8 @@ use kube::core::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 
+// `query` declares the lister interface and so owns the type; re-exported at its old path.
+pub use crate::query::objects::ObjectMeta;
 use crate::rules::selector::Selector;
 use crate::rules::{GroupResource, ResourceInfo};
 
@@ -36,17 +38,6 @@ impl Drop for ResourceCache {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// An object as the caches keep it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ObjectMeta {
-    /// Namespace; empty for cluster-scoped objects.
-    pub namespace: String,
-    /// Name.
-    pub name: String,
-    /// Labels.
-    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// Per-resource metadata caches (one per resource and field selector), started on first use.

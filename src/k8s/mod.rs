@@ -12,10 +12,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use futures_util::future::BoxFuture;
 use kube::api::{Api, ListParams};
 use kube::core::DynamicObject;
 use kube::core::discovery::v2::APIGroupDiscoveryList;
 
+use crate::query::objects::{ClusterObjectLister, ListError, ObjectMeta};
 use crate::rules::selector::Selector;
 use crate::rules::{ResourceInfo, RestMapper};
 
@@ -289,7 +291,7 @@ impl KubeObjectLister {
         namespace: Option<&str>,
         selector: &Selector,
         fields: &str,
-    ) -> Result<Vec<cache::ObjectMeta>, K8sError> {
+    ) -> Result<Vec<ObjectMeta>, K8sError> {
         if let Some(objects) = self.cache.objects(resource, namespace, selector, fields) {
             return Ok(objects);
         }
@@ -316,7 +318,7 @@ impl KubeObjectLister {
             .items
             .into_iter()
             .filter_map(|o| {
-                Some(cache::ObjectMeta {
+                Some(ObjectMeta {
                     namespace: o.metadata.namespace.unwrap_or_default(),
                     name: o.metadata.name?,
                     labels: o.metadata.labels.unwrap_or_default(),
@@ -324,6 +326,22 @@ impl KubeObjectLister {
             })
             .filter(|o| crate::rules::selector::is_dns1123_subdomain(&o.name))
             .collect())
+    }
+}
+
+impl ClusterObjectLister for KubeObjectLister {
+    fn objects<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+        fields: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ObjectMeta>, ListError>> {
+        Box::pin(async move {
+            KubeObjectLister::objects(self, resource, namespace, selector, fields)
+                .await
+                .map_err(ListError::from)
+        })
     }
 }
 

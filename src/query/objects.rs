@@ -1,16 +1,19 @@
 //! Which objects a `*` request is about.
 //!
-//! In cluster mode the objects come from the Kubernetes API (see [`crate::k8s`]), filtered by
-//! `labelSelector` there. In standalone
+//! In cluster mode the objects come from the Kubernetes API through a [`ClusterObjectLister`],
+//! filtered by `labelSelector` there. In standalone
 //! mode there is no cluster: the objects are the values of the resource label among the metric's
 //! own series, and `labelSelector` is applied to those series' labels. This is a documented
 //! limitation: pod labels such as `app` only match when Prometheus attached them to the series.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
+
 use super::prometheus::{PrometheusClient, PrometheusError};
-use crate::k8s::KubeObjectLister;
 use crate::rules::ResourceInfo;
 use crate::rules::quote::go_quote;
 use crate::rules::selector::{Selector, is_dns1123_subdomain};
@@ -28,6 +31,37 @@ pub struct ListRequest<'a> {
     pub series_name: &'a str,
     /// The label holding object names.
     pub resource_label: &'a str,
+}
+
+/// An object as the cluster lists it: its name, and the labels that selectors match and
+/// answers show.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Namespace; empty for cluster-scoped objects.
+    pub namespace: String,
+    /// Name.
+    pub name: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Why the cluster could not list objects; requests report its message.
+pub type ListError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Lists a resource's objects from the cluster (cluster mode).
+///
+/// Declared here, where it is used, so that querying does not depend on the Kubernetes client:
+/// the `k8s` module implements it and `cli` hands the implementation over.
+pub trait ClusterObjectLister: fmt::Debug + Send + Sync {
+    /// The `resource` objects in `namespace` (all namespaces for cluster-scoped resources) that
+    /// match `selector` and the server-side field selector `fields` (`""` for none).
+    fn objects<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+        fields: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ObjectMeta>, ListError>>;
 }
 
 /// Lists objects from the series themselves (standalone mode).
@@ -79,14 +113,14 @@ pub enum ObjectLister {
     /// Standalone mode: from the series.
     Series(SeriesObjectLister),
     /// Cluster mode: from the Kubernetes API.
-    Kube(KubeObjectLister),
+    Kube(Arc<dyn ClusterObjectLister>),
 }
 
 impl ObjectLister {
     /// The Kubernetes lister, in cluster mode.
-    pub fn kube(&self) -> Option<&KubeObjectLister> {
+    pub fn kube(&self) -> Option<&dyn ClusterObjectLister> {
         match self {
-            ObjectLister::Kube(k) => Some(k),
+            ObjectLister::Kube(k) => Some(k.as_ref()),
             ObjectLister::Series(_) => None,
         }
     }
@@ -96,8 +130,14 @@ impl ObjectLister {
         match self {
             ObjectLister::Series(l) => l.list(req).await.map_err(|e| e.to_string()),
             ObjectLister::Kube(l) => l
-                .list(req.resource, req.namespace.map(|(_, ns)| ns), req.selector)
+                .objects(
+                    req.resource,
+                    req.namespace.map(|(_, ns)| ns),
+                    req.selector,
+                    "",
+                )
                 .await
+                .map(|objects| objects.into_iter().map(|o| o.name).collect())
                 .map_err(|e| e.to_string()),
         }
     }

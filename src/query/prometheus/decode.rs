@@ -1,0 +1,428 @@
+//! The JSON answers of `/api/v1/query` and `/api/v1/series`, and what they decode into.
+//!
+//! Kept apart from the HTTP client so that decoding can be tested and benchmarked on bodies
+//! alone. The series answer is decoded as a stream, keeping only names and label names, because
+//! large clusters answer with hundreds of megabytes.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde::de::{DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::PrometheusError;
+
+/// One series as discovery needs it: its name and the names of its other labels.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesInfo {
+    /// `__name__`.
+    pub name: Arc<str>,
+    /// Label names other than `__name__`, sorted. Shared between series with the same set.
+    pub labels: Arc<[Box<str>]>,
+}
+
+/// The distinct (name, label-name set) pairs of a `/api/v1/series` answer.
+#[derive(Clone, Debug, Default)]
+pub struct SeriesSet {
+    /// Distinct series shapes, in first-seen order.
+    pub series: Vec<SeriesInfo>,
+    /// How many series the answer held before de-duplication.
+    pub raw_count: usize,
+}
+
+/// One sample of an instant vector.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// All labels of the sample, `__name__` included when Prometheus kept it.
+    pub labels: BTreeMap<String, String>,
+    /// Sample time, Unix seconds.
+    pub timestamp: f64,
+    /// Sample value; may be NaN or infinite.
+    pub value: f64,
+}
+
+/// The `data` of an instant query.
+#[derive(Clone, Debug, PartialEq)]
+pub enum QueryResult {
+    /// `resultType: vector`.
+    Vector(Vec<Sample>),
+    /// `resultType: scalar`; the labels are empty.
+    Scalar(Sample),
+    /// `resultType: matrix` (never usable by the metrics APIs).
+    Matrix,
+    /// `resultType: string` (never usable by the metrics APIs).
+    String,
+}
+
+impl QueryResult {
+    /// `vector`, `scalar`, `matrix` or `string`.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            QueryResult::Vector(_) => "vector",
+            QueryResult::Scalar(_) => "scalar",
+            QueryResult::Matrix => "matrix",
+            QueryResult::String => "string",
+        }
+    }
+}
+
+/// The envelope of every API answer.
+#[derive(Deserialize)]
+pub(super) struct Envelope<T> {
+    status: String,
+    #[serde(default = "Option::default")]
+    data: Option<T>,
+    #[serde(default, rename = "errorType")]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+impl<T> Envelope<T> {
+    /// The `data` of a success answer, else Prometheus' error.
+    pub(super) fn into_data(self, url: &str) -> Result<T, PrometheusError> {
+        if self.status != "success" {
+            return Err(PrometheusError::Api {
+                url: url.to_string(),
+                error_type: self.error_type.unwrap_or_else(|| "unknown".into()),
+                error: self.error.unwrap_or_default(),
+            });
+        }
+        self.data.ok_or_else(|| PrometheusError::Decode {
+            url: url.to_string(),
+            message: "a success answer without data".into(),
+        })
+    }
+}
+
+/// The error for a non-2xx answer: Prometheus' own error JSON when the body is that, otherwise
+/// the status and the start of the body.
+pub(super) fn error_from_body(url: &str, status: u16, body: &[u8]) -> PrometheusError {
+    if let Ok(env) = serde_json::from_slice::<Envelope<IgnoredAny>>(body)
+        && env.status == "error"
+    {
+        return PrometheusError::Api {
+            url: url.to_string(),
+            error_type: env.error_type.unwrap_or_else(|| format!("HTTP {status}")),
+            error: env.error.unwrap_or_default(),
+        };
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(300)])
+        .trim()
+        .to_string();
+    PrometheusError::Api {
+        url: url.to_string(),
+        error_type: format!("HTTP {status}"),
+        error: if text.is_empty() {
+            "(empty body)".into()
+        } else {
+            text
+        },
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawQueryData {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+#[derive(Deserialize)]
+struct RawSample {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    value: (f64, String),
+}
+
+fn parse_value(url: &str, raw: &str) -> Result<f64, PrometheusError> {
+    raw.parse::<f64>().map_err(|_| PrometheusError::Decode {
+        url: url.to_string(),
+        message: format!("sample value {raw:?} is not a number"),
+    })
+}
+
+/// Decodes an instant-query answer.
+pub fn decode_query(url: &str, status: u16, body: &[u8]) -> Result<QueryResult, PrometheusError> {
+    if !(200..300).contains(&status) {
+        return Err(error_from_body(url, status, body));
+    }
+    let decode_err = |e: serde_json::Error| PrometheusError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    };
+    let env: Envelope<RawQueryData> = serde_json::from_slice(body).map_err(decode_err)?;
+    let data = env.into_data(url)?;
+    match data.result_type.as_str() {
+        "vector" => {
+            let raw: Vec<RawSample> = serde_json::from_value(data.result).map_err(decode_err)?;
+            raw.into_iter()
+                .map(|s| {
+                    Ok(Sample {
+                        labels: s.metric,
+                        timestamp: s.value.0,
+                        value: parse_value(url, &s.value.1)?,
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(QueryResult::Vector)
+        }
+        "scalar" => {
+            let (timestamp, value): (f64, String) =
+                serde_json::from_value(data.result).map_err(decode_err)?;
+            Ok(QueryResult::Scalar(Sample {
+                labels: BTreeMap::new(),
+                timestamp,
+                value: parse_value(url, &value)?,
+            }))
+        }
+        "matrix" => Ok(QueryResult::Matrix),
+        "string" => Ok(QueryResult::String),
+        other => Err(PrometheusError::Decode {
+            url: url.to_string(),
+            message: format!("unknown resultType {other:?}"),
+        }),
+    }
+}
+
+/// Builds a [`SeriesSet`] while the series array streams past.
+#[derive(Default)]
+struct SeriesCollector {
+    out: SeriesSet,
+    label_sets: HashMap<Vec<Box<str>>, Arc<[Box<str>]>>,
+    names: HashMap<String, Arc<str>>,
+    seen: HashSet<(Arc<str>, usize)>,
+}
+
+impl SeriesCollector {
+    fn add(&mut self, name: String, mut labels: Vec<Box<str>>) {
+        self.out.raw_count += 1;
+        labels.sort();
+        let labels = match self.label_sets.get(&labels) {
+            Some(shared) => shared.clone(),
+            None => {
+                let shared: Arc<[Box<str>]> = labels.clone().into();
+                self.label_sets.insert(labels, shared.clone());
+                shared
+            }
+        };
+        let name = match self.names.get(&name) {
+            Some(n) => n.clone(),
+            None => {
+                let n: Arc<str> = name.as_str().into();
+                self.names.insert(name, n.clone());
+                n
+            }
+        };
+        // Label sets are interned, so the pointer identifies the set.
+        let key = (name.clone(), Arc::as_ptr(&labels) as *const u8 as usize);
+        if self.seen.insert(key) {
+            self.out.series.push(SeriesInfo { name, labels });
+        }
+    }
+}
+
+struct TopLevel<'a>(&'a mut SeriesCollector);
+struct DataArray<'a>(&'a mut SeriesCollector);
+struct OneSeries<'a>(&'a mut SeriesCollector);
+
+#[derive(Default)]
+struct TopLevelResult {
+    status: Option<String>,
+    error_type: Option<String>,
+    error: Option<String>,
+    saw_data: bool,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_> {
+    type Value = TopLevelResult;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_> {
+    type Value = TopLevelResult;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Prometheus API answer object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = TopLevelResult::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "status" => out.status = Some(map.next_value()?),
+                "errorType" => out.error_type = map.next_value()?,
+                "error" => out.error = map.next_value()?,
+                "data" => {
+                    map.next_value_seed(DataArray(self.0))?;
+                    out.saw_data = true;
+                }
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for DataArray<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DataArray<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("an array of label sets")
+    }
+    fn visit_unit<E>(self) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while seq.next_element_seed(OneSeries(self.0))?.is_some() {}
+        Ok(())
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for OneSeries<'_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for OneSeries<'_> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a label set")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut name = None;
+        let mut labels = Vec::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "__name__" {
+                name = Some(map.next_value::<String>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+                labels.push(key.into_boxed_str());
+            }
+        }
+        // A series without a name cannot become a metric; skip it rather than fail the relist.
+        if let Some(name) = name {
+            self.0.add(name, labels);
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a `/api/v1/series` answer from a reader.
+pub fn decode_series<R: std::io::Read>(url: &str, reader: R) -> Result<SeriesSet, PrometheusError> {
+    let mut collector = SeriesCollector::default();
+    let mut de =
+        serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
+    let top = TopLevel(&mut collector)
+        .deserialize(&mut de)
+        .and_then(|t| de.end().map(|_| t))
+        .map_err(|e| PrometheusError::Decode {
+            url: url.to_string(),
+            message: e.to_string(),
+        })?;
+    if top.status.as_deref() != Some("success") {
+        return Err(PrometheusError::Api {
+            url: url.to_string(),
+            error_type: top.error_type.unwrap_or_else(|| "unknown".into()),
+            error: top.error.unwrap_or_default(),
+        });
+    }
+    if !top.saw_data {
+        return Err(PrometheusError::Decode {
+            url: url.to_string(),
+            message: "a success answer without data".into(),
+        });
+    }
+    Ok(collector.out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_reduced_to_names_and_shared_label_sets() {
+        let body = br#"{"status":"success","data":[
+            {"__name__":"http_requests_total","namespace":"a","pod":"p1"},
+            {"__name__":"http_requests_total","pod":"p2","namespace":"a"},
+            {"__name__":"up","namespace":"a","pod":"p1"},
+            {"namespace":"a"}
+        ],"warnings":["x"]}"#;
+        let set = decode_series("u", &body[..]).unwrap();
+        assert_eq!(set.raw_count, 3);
+        assert_eq!(set.series.len(), 2);
+        assert_eq!(&*set.series[0].name, "http_requests_total");
+        assert_eq!(
+            set.series[0]
+                .labels
+                .iter()
+                .map(|s| &**s)
+                .collect::<Vec<_>>(),
+            ["namespace", "pod"]
+        );
+        assert!(Arc::ptr_eq(&set.series[0].labels, &set.series[1].labels));
+    }
+
+    #[test]
+    fn series_errors_and_garbage_are_reported() {
+        let err = decode_series(
+            "u",
+            &br#"{"status":"error","errorType":"bad_data","error":"parse error"}"#[..],
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bad_data: parse error"), "{err}");
+        assert!(matches!(
+            decode_series("u", &b"<html>"[..]).unwrap_err(),
+            PrometheusError::Decode { .. }
+        ));
+        assert!(
+            decode_series("u", &br#"{"status":"success","data":[{"__name__":1}]}"#[..]).is_err()
+        );
+    }
+
+    #[test]
+    fn vectors_scalars_and_special_values_decode() {
+        let body = br#"{"status":"success","data":{"resultType":"vector","result":[
+            {"metric":{"pod":"a"},"value":[1700000000.5,"0.25"]},
+            {"metric":{"pod":"b"},"value":[1700000000.5,"NaN"]},
+            {"metric":{"pod":"c"},"value":[1700000000.5,"+Inf"]}]}}"#;
+        let QueryResult::Vector(v) = decode_query("u", 200, body).unwrap() else {
+            panic!("not a vector")
+        };
+        assert_eq!(v[0].value, 0.25);
+        assert!(v[1].value.is_nan());
+        assert_eq!(v[2].value, f64::INFINITY);
+        assert_eq!(v[0].timestamp, 1700000000.5);
+        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1.0,"3"]}}"#;
+        assert!(
+            matches!(decode_query("u", 200, scalar).unwrap(), QueryResult::Scalar(s) if s.value == 3.0)
+        );
+        let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
+        assert_eq!(decode_query("u", 200, matrix).unwrap(), QueryResult::Matrix);
+    }
+
+    #[test]
+    fn error_answers_keep_prometheus_words() {
+        let body = br#"{"status":"error","errorType":"bad_data","error":"1:5: parse error"}"#;
+        let err = decode_query("u", 400, body).unwrap_err().to_string();
+        assert!(err.contains("bad_data: 1:5: parse error"), "{err}");
+        let err = decode_query("u", 502, b"Bad Gateway")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HTTP 502: Bad Gateway"), "{err}");
+        let err = decode_query("u", 200, br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"x"]}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a number"), "{err}");
+    }
+}
