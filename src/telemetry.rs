@@ -54,6 +54,13 @@ pub struct RuleLabels {
     pub rule: String,
 }
 
+/// Labels of answers to metric queries.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// `fetched`, `joined`, `reused` or `stale`.
+    pub source: String,
+}
+
 /// Every metric the adapter exports.
 pub struct Metrics {
     registry: Registry,
@@ -83,6 +90,12 @@ pub struct Metrics {
     pub namespace_mismatches: Family<RuleLabels, Counter>,
     /// Requests refused with 429 because `--max-requests-inflight` were being served.
     pub rejected_requests: Counter,
+    /// Answers to metric queries, by where they came from.
+    pub query_answers: Family<SourceLabels, Counter>,
+    /// Config reloads, by outcome.
+    pub config_reloads: Family<OutcomeLabels, Counter>,
+    /// Unix time of the last config reload that was applied.
+    pub config_last_reload_success: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -108,6 +121,9 @@ pub fn metrics() -> &'static Metrics {
             auth_cache_hits: Family::default(),
             namespace_mismatches: Family::default(),
             rejected_requests: Counter::default(),
+            query_answers: Family::default(),
+            config_reloads: Family::default(),
+            config_last_reload_success: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -154,6 +170,21 @@ pub fn metrics() -> &'static Metrics {
             m.last_successful_relist.clone(),
         );
         registry.register(
+            "query_answers",
+            "Answers to metric queries: fetched from the backend, joined to an identical call in flight, reused within --query-cache-ttl, or stale (the backend failed; last good answer within --serve-stale-for)",
+            m.query_answers.clone(),
+        );
+        registry.register(
+            "config_reload",
+            "Reloads of the rules file, by result (success, failure)",
+            m.config_reloads.clone(),
+        );
+        registry.register(
+            "config_last_reload_success_timestamp_seconds",
+            "Unix time of the last rules file applied (at start or by a reload)",
+            m.config_last_reload_success.clone(),
+        );
+        registry.register(
             "rejected_requests",
             "Requests refused with 429 because --max-requests-inflight requests were in flight",
             m.rejected_requests.clone(),
@@ -183,6 +214,31 @@ pub fn metrics() -> &'static Metrics {
 }
 
 impl Metrics {
+    /// Logs that `rule` was answered from its last good value, `age` old, because the backend
+    /// failed: at most once a minute per rule (the `stale` answers are counted by source).
+    pub fn stale_answer(&self, rule: &str, age: Duration) {
+        static LOGGED: OnceLock<
+            std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+        > = OnceLock::new();
+        let now = std::time::Instant::now();
+        let due = LOGGED
+            .get_or_init(Default::default)
+            .lock()
+            .map(|mut logged| {
+                let due = logged
+                    .get(rule)
+                    .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(60));
+                if due {
+                    logged.insert(rule.to_string(), now);
+                }
+                due
+            })
+            .unwrap_or(false);
+        if due {
+            tracing::warn!(%rule, age_ms = age.as_millis() as u64, "the backend failed; answering with the last good value (--serve-stale-for)");
+        }
+    }
+
     /// Records samples of another namespace that `rule`'s answer dropped, and warns once per
     /// rule: the rule's query should carry `<<.LabelMatchers>>`.
     pub fn namespace_mismatch(&self, rule: &str, dropped: usize) {

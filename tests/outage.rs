@@ -60,10 +60,11 @@ impl Switch {
 #[tokio::test]
 async fn prometheus_down_is_a_clear_500_and_service_resumes_when_it_returns() {
     let switch = Switch::start(prometheus().addr()).await;
+    // No reuse window, so the outage shows at the next request.
     let a = Adapter::start_with(
         &fixture("custom-rules.yaml"),
         &switch.url,
-        &["--standalone"],
+        &["--standalone", "--query-cache-ttl=0s"],
     )
     .await;
     let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-2/flask_http_request_per_second";
@@ -115,4 +116,51 @@ async fn discovery_against_a_dead_prometheus_serves_nothing_but_stays_up() {
         .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/flask_http_request_per_second")
         .await;
     assert_eq!(code, 404, "{body}");
+}
+
+#[tokio::test]
+async fn within_serve_stale_for_the_last_good_value_is_served_with_its_own_time_then_the_error() {
+    let switch = Switch::start(prometheus().addr()).await;
+    let a = Adapter::start_with(
+        &fixture("custom-rules.yaml"),
+        &switch.url,
+        &[
+            "--standalone",
+            "--query-cache-ttl=0s",
+            "--serve-stale-for=2s",
+        ],
+    )
+    .await;
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-2/flask_http_request_per_second";
+    let (code, good) = a.get(path).await;
+    assert_eq!(code, 200, "{good}");
+    switch.set(false);
+    let (code, stale) = a.get(path).await;
+    assert_eq!(code, 200, "{stale}");
+    // The value and the time it was computed at, not a new time and never a zero.
+    assert_eq!(stale["items"], good["items"]);
+    // Beyond the bound the request fails as it would without the flag.
+    let mut code = 200;
+    for _ in 0..100 {
+        (code, _) = a.get(path).await;
+        if code != 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(code, 500);
+    let metrics = a
+        .http
+        .get(format!("{}/metrics", a.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("prom_metrics_adapter_query_answers_total{source=\"stale\"}"),
+        "{metrics}"
+    );
+    switch.set(true);
 }

@@ -199,19 +199,20 @@ async fn answer(
         }
         other => ApiError::Internal(other.to_string()),
     })?;
-    let result = app
-        .prometheus
-        .query(&query, unix_now())
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
-        })?;
-    let QueryResult::Vector(mut samples) = result else {
+    let (answer, freshness) = app.queries.query(&query).await.map_err(|e| {
+        ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
+    })?;
+    if let crate::query::shared::Freshness::Stale(age) = freshness {
+        crate::telemetry::metrics().stale_answer(&metric.rule.label(), age);
+    }
+    let result: &QueryResult = &answer;
+    let QueryResult::Vector(samples) = result else {
         return Err(ApiError::Internal(format!(
             "unable to fetch metrics: the query returned a {} instead of a vector (query: {query})",
             result.type_name()
         )));
     };
+    let mut samples = samples.clone();
     if let Some((label, ns)) = namespace {
         // Objects are matched by name only: another namespace's pod of the same name must not
         // count, even when the query forgot the namespace matcher.

@@ -70,15 +70,15 @@ pub async fn get_external_metric(
             }
             other => ApiError::Internal(other.to_string()),
         })?;
-    let result = app
-        .prometheus
-        .query(&query, unix_now())
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
-        })?;
-    let items = match result {
-        QueryResult::Vector(mut samples) => {
+    let (answer, freshness) = app.queries.query(&query).await.map_err(|e| {
+        ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
+    })?;
+    if let crate::query::shared::Freshness::Stale(age) = freshness {
+        crate::telemetry::metrics().stale_answer(&rule.label(), age);
+    }
+    let items = match &*answer {
+        QueryResult::Vector(samples) => {
+            let mut samples = samples.clone();
             if let Some((label, ns)) = ns_matcher {
                 let dropped = keep_namespace(&mut samples, label, ns);
                 crate::telemetry::metrics().namespace_mismatch(&rule.label(), dropped);

@@ -24,8 +24,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 
 use crate::discovery::Registry;
-use crate::query::PrometheusClient;
 use crate::query::objects::ObjectLister;
+use crate::query::shared::SharedQueries;
 use crate::rules::{CompiledConfig, RestMapper};
 use discovery::not_served;
 use error::ApiError;
@@ -38,8 +38,8 @@ pub struct AppState {
     pub registry: Arc<ArcSwap<Registry>>,
     /// The latest resource mapper.
     pub mapper: Arc<ArcSwap<RestMapper>>,
-    /// The Prometheus client.
-    pub prometheus: PrometheusClient,
+    /// The backend, shared between requests (single-flight, reuse, last known good).
+    pub queries: Arc<SharedQueries>,
     /// Where `*` object lists come from.
     pub objects: ObjectLister,
     /// Set once the first discovery attempt has finished.

@@ -144,7 +144,7 @@ pub async fn get_resource_metrics(
                     "nodemetrics.metrics.k8s.io \"{n}\" not found"
                 )));
             }
-            let usage = node_usage(&app.prometheus, rules, &mapper, names.as_deref(), now)
+            let usage = node_usage(&app.queries, rules, &mapper, names.as_deref())
                 .await
                 .map_err(|e| ApiError::Internal(e.to_string()))?;
             let items: Vec<Value> = usage
@@ -203,12 +203,11 @@ pub async fn get_resource_metrics(
             }
             let queries = scopes.iter().map(|(ns, names)| {
                 pod_usage(
-                    &app.prometheus,
+                    &app.queries,
                     rules,
                     &mapper,
                     ns.as_deref(),
                     names.as_deref(),
-                    now,
                 )
             });
             // `kubectl top pods -A` spans every namespace: at most 8 namespaces in flight.

@@ -98,8 +98,14 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     if let Some(p) = progress {
         p.abort();
     }
-    let objects = ObjectLister::Series(SeriesObjectLister::new(
+    // Explaining shows what the backend answers now: nothing shared, nothing stale.
+    let queries = Arc::new(crate::query::shared::SharedQueries::new(
         client.clone(),
+        std::time::Duration::ZERO,
+        std::time::Duration::ZERO,
+    ));
+    let objects = ObjectLister::Series(SeriesObjectLister::new(
+        queries.clone(),
         args.target.metrics_max_age,
     ));
     let (path, query_string) = match args.path.split_once('?') {
@@ -266,7 +272,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         config,
         registry,
         mapper: mapper_swap,
-        prometheus: client,
+        queries,
         objects,
         ready: true.into(),
     });

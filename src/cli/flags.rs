@@ -170,6 +170,18 @@ pub struct ServerFlags {
     #[arg(long, value_parser = go_duration)]
     pub discovery_interval: Option<Duration>,
 
+    /// How long a finished backend answer is reused for identical queries (many HPAs asking
+    /// the same within seconds share one call); 0s: never reused, only calls in flight are
+    /// shared.
+    #[arg(long, default_value = "5s", value_parser = go_duration)]
+    pub query_cache_ttl: Duration,
+
+    /// When the backend fails, answer with the last good answer to the same query if it is
+    /// younger than this (its samples keep the time they were computed at); 0s (the
+    /// default): never, the request fails.
+    #[arg(long, default_value = "0s", value_parser = go_duration)]
+    pub serve_stale_for: Duration,
+
     /// Requests served at once; beyond it a request is answered 429 with `Retry-After: 1`
     /// (health paths and `system:masters` excepted). 0: no limit.
     #[arg(long, default_value_t = 400)]

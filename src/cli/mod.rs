@@ -22,6 +22,7 @@ use crate::config;
 use crate::discovery::{Discoverer, DiscoverySettings, Registry};
 use crate::k8s;
 use crate::query::objects::{ObjectLister, SeriesObjectLister};
+use crate::query::shared::SharedQueries;
 use crate::query::{PrometheusClient, PrometheusSettings};
 use crate::rules::{self, CompiledConfig, RestMapper};
 use crate::server::authn::{self, Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
@@ -196,13 +197,18 @@ pub fn build_adapter(
     flags: &ServerFlags,
     raw: &config::MetricsDiscoveryConfig,
     mapper: RestMapper,
-    objects: impl FnOnce(&PrometheusClient) -> ObjectLister,
+    objects: impl FnOnce(&Arc<SharedQueries>) -> ObjectLister,
 ) -> anyhow::Result<Adapter> {
     let compiled = compile_config(raw, &mapper, flags.strict_config)?;
     if !compiled.rules.is_empty() && flags.max_age() < flags.metrics_relist_interval {
         bail!("--metrics-max-age must not be less than --metrics-relist-interval");
     }
     let client = PrometheusClient::new(&prometheus_settings(&flags.prometheus))?;
+    let queries = Arc::new(SharedQueries::new(
+        client.clone(),
+        flags.query_cache_ttl,
+        flags.serve_stale_for,
+    ));
     let config = Arc::new(ArcSwap::from_pointee(compiled));
     let mapper = Arc::new(ArcSwap::from_pointee(mapper));
     let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
@@ -220,8 +226,8 @@ pub fn build_adapter(
         config,
         registry,
         mapper,
-        objects: objects(&client),
-        prometheus: client,
+        objects: objects(&queries),
+        queries,
         ready: Default::default(),
     });
     Ok(Adapter { state, discoverer })
@@ -232,8 +238,8 @@ pub fn build_standalone(
     flags: &ServerFlags,
     raw: &config::MetricsDiscoveryConfig,
 ) -> anyhow::Result<Adapter> {
-    build_adapter(flags, raw, RestMapper::standalone(), |client| {
-        ObjectLister::Series(SeriesObjectLister::new(client.clone(), flags.max_age()))
+    build_adapter(flags, raw, RestMapper::standalone(), |queries| {
+        ObjectLister::Series(SeriesObjectLister::new(queries.clone(), flags.max_age()))
     })
 }
 

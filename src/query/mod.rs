@@ -5,6 +5,7 @@ pub mod objects;
 pub mod prometheus;
 pub mod quantity;
 pub mod resource_metrics;
+pub mod shared;
 pub mod values;
 
 pub use prometheus::{

@@ -13,7 +13,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use super::prometheus::{PrometheusClient, PrometheusError};
+use super::prometheus::PrometheusError;
+use super::shared::SharedQueries;
 use crate::rules::ResourceInfo;
 use crate::rules::quote::go_quote;
 use crate::rules::selector::{Selector, is_dns1123_subdomain};
@@ -67,14 +68,14 @@ pub trait ClusterObjectLister: fmt::Debug + Send + Sync {
 /// Lists objects from the series themselves (standalone mode).
 #[derive(Clone, Debug)]
 pub struct SeriesObjectLister {
-    client: PrometheusClient,
+    queries: Arc<SharedQueries>,
     lookback: Duration,
 }
 
 impl SeriesObjectLister {
     /// A lister that looks `lookback` into the past for series.
-    pub fn new(client: PrometheusClient, lookback: Duration) -> Self {
-        SeriesObjectLister { client, lookback }
+    pub fn new(queries: Arc<SharedQueries>, lookback: Duration) -> Self {
+        SeriesObjectLister { queries, lookback }
     }
 
     /// The sorted object names the request is about. Label values that are not valid
@@ -90,12 +91,7 @@ impl SeriesObjectLister {
             selector.push_str(&format!(",{label}={}", go_quote(ns)));
         }
         selector.push('}');
-        let end = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs_f64())
-            .unwrap_or(0.0);
-        let start = end - self.lookback.as_secs_f64();
-        let series = self.client.series_labels(&selector, start, end).await?;
+        let (series, _) = self.queries.series_labels(&selector, self.lookback).await?;
         let names: BTreeSet<String> = series
             .iter()
             .filter(|labels| req.selector.matches(labels))

@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::prometheus::{PrometheusClient, QueryResult, Sample};
+use super::prometheus::{QueryResult, Sample};
 use super::quantity::{binary_si_from_f64, decimal_si_from_f64};
+use super::shared::SharedQueries;
 use crate::rules::compiled::{ResourceQuery, ResourceRuleSet};
 use crate::rules::quote::go_quote;
 use crate::rules::template::Value;
@@ -108,12 +109,11 @@ fn matcher(label: &str, names: Option<&[String]>) -> (String, String) {
 }
 
 async fn run(
-    client: &PrometheusClient,
+    client: &SharedQueries,
     which: &'static str,
     template: &crate::rules::template::Template,
     matchers: Vec<(String, String, String)>,
     group_by: Vec<String>,
-    time: f64,
 ) -> Result<Vec<Sample>, ResourceError> {
     let values: BTreeMap<String, String> = matchers
         .iter()
@@ -132,15 +132,17 @@ async fn run(
             rule: which,
             message: e.to_string(),
         })?;
-    match client.query(&query, time).await {
-        Ok(QueryResult::Vector(v)) => Ok(v),
-        Ok(other) => Err(ResourceError::Query {
-            rule: which,
-            message: format!(
-                "the query returned a {} instead of a vector (query: {query})",
-                other.type_name()
-            ),
-        }),
+    match client.query(&query).await {
+        Ok((answer, _)) => match &*answer {
+            QueryResult::Vector(v) => Ok(v.clone()),
+            other => Err(ResourceError::Query {
+                rule: which,
+                message: format!(
+                    "the query returned a {} instead of a vector (query: {query})",
+                    other.type_name()
+                ),
+            }),
+        },
         Err(e) => Err(ResourceError::Query {
             rule: which,
             message: format!("{e} (query: {query})"),
@@ -168,12 +170,11 @@ struct Partial {
 
 /// Usage of pods in `namespace` (all namespaces when `None`), restricted to `names` when given.
 pub async fn pod_usage(
-    client: &PrometheusClient,
+    client: &SharedQueries,
     rules: &ResourceRuleSet,
     mapper: &RestMapper,
     namespace: Option<&str>,
     names: Option<&[String]>,
-    time: f64,
 ) -> Result<Vec<PodUsage>, ResourceError> {
     let pods = GroupResource::new("", "pods");
     let namespaces = GroupResource::namespaces();
@@ -205,22 +206,8 @@ pub async fn pod_usage(
         let (w0, r0, _, _, m0, g0) = &per_rule[0];
         let (w1, r1, _, _, m1, g1) = &per_rule[1];
         tokio::join!(
-            run(
-                client,
-                w0,
-                &r0.container_query,
-                m0.clone(),
-                g0.clone(),
-                time
-            ),
-            run(
-                client,
-                w1,
-                &r1.container_query,
-                m1.clone(),
-                g1.clone(),
-                time
-            )
+            run(client, w0, &r0.container_query, m0.clone(), g0.clone()),
+            run(client, w1, &r1.container_query, m1.clone(), g1.clone())
         )
     };
     let mut pods_seen: BTreeMap<(String, String), (f64, BTreeMap<String, Partial>)> =
@@ -302,11 +289,10 @@ pub async fn pod_usage(
 
 /// Usage of nodes, restricted to `names` when given.
 pub async fn node_usage(
-    client: &PrometheusClient,
+    client: &SharedQueries,
     rules: &ResourceRuleSet,
     mapper: &RestMapper,
     names: Option<&[String]>,
-    time: f64,
 ) -> Result<Vec<NodeUsage>, ResourceError> {
     let nodes = GroupResource::new("", "nodes");
     let cpu_label = label(&rules.cpu, "cpu", &nodes, mapper)?;
@@ -319,16 +305,14 @@ pub async fn node_usage(
             "cpu",
             &rules.cpu.node_query,
             vec![(cpu_label.clone(), cm, cv)],
-            vec![cpu_label.clone()],
-            time
+            vec![cpu_label.clone()]
         ),
         run(
             client,
             "memory",
             &rules.memory.node_query,
             vec![(mem_label.clone(), mm, mv)],
-            vec![mem_label.clone()],
-            time
+            vec![mem_label.clone()]
         )
     );
     let mut seen: BTreeMap<String, (f64, Partial)> = BTreeMap::new();

@@ -91,7 +91,7 @@ impl Default for PrometheusSettings {
 }
 
 /// Why a Prometheus call failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum PrometheusError {
     /// The client could not be built from its settings.
     #[error("invalid Prometheus client settings: {0}")]

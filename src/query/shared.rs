@@ -1,0 +1,320 @@
+//! Backend answers shared between requests.
+//!
+//! Many HPAs often ask for the same metric at the same moment (one per Deployment of a
+//! service, all on a 15 s sync): they render the same query. Three things follow:
+//! - **single-flight**: identical calls in flight at the same time share one backend call;
+//! - **reuse**: a finished answer is reused for `--query-cache-ttl` (5 s by default);
+//! - **last known good**: when the backend fails, an answer younger than `--serve-stale-for`
+//!   (off by default, so answers stay honest) is served instead of an error. Its samples keep the
+//!   time they were computed at; an error never becomes a zero.
+//!
+//! Only the backend call is shared: what a request does with the answer (picking its objects,
+//! building its JSON) stays its own.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt;
+use futures_util::future::{BoxFuture, Shared};
+
+use super::prometheus::{PrometheusClient, PrometheusError, QueryResult};
+
+/// Where an answer came from.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Freshness {
+    /// From a backend call this request started.
+    Fetched,
+    /// From a backend call another request had in flight.
+    Joined,
+    /// From a call that finished within the reuse window.
+    Reused,
+    /// The backend failed; this is the last good answer, this old.
+    Stale(Duration),
+}
+
+impl Freshness {
+    fn label(self) -> &'static str {
+        match self {
+            Freshness::Fetched => "fetched",
+            Freshness::Joined => "joined",
+            Freshness::Reused => "reused",
+            Freshness::Stale(_) => "stale",
+        }
+    }
+}
+
+type Flight<V> = Shared<BoxFuture<'static, Result<V, PrometheusError>>>;
+
+struct Inner<V> {
+    inflight: Mutex<HashMap<String, Flight<V>>>,
+    /// Good answers and when they were fetched, kept for the longer of the two windows.
+    recent: quick_cache::sync::Cache<String, (Instant, V)>,
+}
+
+/// Single-flight, reuse and last-known-good for one kind of answer.
+pub struct Coalescer<V> {
+    inner: Arc<Inner<V>>,
+    reuse_for: Duration,
+    stale_for: Duration,
+}
+
+impl<V> std::fmt::Debug for Coalescer<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescer")
+            .field("reuse_for", &self.reuse_for)
+            .field("stale_for", &self.stale_for)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
+    /// Reuses answers for `reuse_for`, serves them when the backend fails for `stale_for`, and
+    /// remembers at most `capacity` of them.
+    pub fn new(reuse_for: Duration, stale_for: Duration, capacity: usize) -> Self {
+        Coalescer {
+            inner: Arc::new(Inner {
+                inflight: Mutex::new(HashMap::new()),
+                recent: quick_cache::sync::Cache::new(capacity.max(1)),
+            }),
+            reuse_for,
+            stale_for,
+        }
+    }
+
+    fn remembered(&self, key: &str, within: Duration) -> Option<(V, Duration)> {
+        if within.is_zero() {
+            return None;
+        }
+        let (at, value) = self.inner.recent.get(key)?;
+        let age = at.elapsed();
+        (age < within).then_some((value, age))
+    }
+
+    /// The answer for `key`: reused, joined, or fetched with `fetch`; on failure, the last good
+    /// one within the stale window.
+    pub async fn get<F, Fut>(&self, key: &str, fetch: F) -> Result<(V, Freshness), PrometheusError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<V, PrometheusError>> + Send + 'static,
+    {
+        if let Some((value, _)) = self.remembered(key, self.reuse_for) {
+            return Ok((value, Freshness::Reused));
+        }
+        let (flight, started) = {
+            let mut inflight = self
+                .inner
+                .inflight
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            match inflight.get(key) {
+                Some(flight) => (flight.clone(), false),
+                None => {
+                    let inner = self.inner.clone();
+                    let owned_key = key.to_string();
+                    let remember = !self.reuse_for.is_zero() || !self.stale_for.is_zero();
+                    let call = fetch();
+                    let flight = async move {
+                        let result = call.await;
+                        // Remember before leaving the in-flight map, so a request arriving in
+                        // between finds one or the other.
+                        if remember && let Ok(value) = &result {
+                            inner
+                                .recent
+                                .insert(owned_key.clone(), (Instant::now(), value.clone()));
+                        }
+                        inner
+                            .inflight
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .remove(&owned_key);
+                        result
+                    }
+                    .boxed()
+                    .shared();
+                    inflight.insert(key.to_string(), flight.clone());
+                    (flight, true)
+                }
+            }
+        };
+        match flight.await {
+            Ok(value) => Ok((
+                value,
+                if started {
+                    Freshness::Fetched
+                } else {
+                    Freshness::Joined
+                },
+            )),
+            Err(error) => match self.remembered(key, self.stale_for) {
+                Some((value, age)) => Ok((value, Freshness::Stale(age))),
+                None => Err(error),
+            },
+        }
+    }
+}
+
+/// Label sets of series, as standalone mode lists objects from them.
+pub type SeriesLabels = Arc<Vec<BTreeMap<String, String>>>;
+
+/// The backend, behind coalescers: what request handlers query through.
+#[derive(Debug)]
+pub struct SharedQueries {
+    client: PrometheusClient,
+    values: Coalescer<Arc<QueryResult>>,
+    series: Coalescer<SeriesLabels>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+fn count(freshness: Freshness) {
+    crate::telemetry::metrics()
+        .query_answers
+        .get_or_create(&crate::telemetry::SourceLabels {
+            source: freshness.label().into(),
+        })
+        .inc();
+}
+
+impl SharedQueries {
+    /// Queries through `client`, reusing answers for `reuse_for` and serving stale ones for
+    /// `stale_for` when the backend fails.
+    pub fn new(client: PrometheusClient, reuse_for: Duration, stale_for: Duration) -> Self {
+        SharedQueries {
+            client,
+            values: Coalescer::new(reuse_for, stale_for, 10_000),
+            series: Coalescer::new(reuse_for, stale_for, 10_000),
+        }
+    }
+
+    /// The client underneath, for what is not shared (discovery).
+    pub fn client(&self) -> &PrometheusClient {
+        &self.client
+    }
+
+    /// An instant query at the time its backend call starts.
+    pub async fn query(
+        &self,
+        query: &str,
+    ) -> Result<(Arc<QueryResult>, Freshness), PrometheusError> {
+        let client = self.client.clone();
+        let owned = query.to_string();
+        let answer = self
+            .values
+            .get(query, move || async move {
+                client.query(&owned, unix_now()).await.map(Arc::new)
+            })
+            .await;
+        if let Ok((_, freshness)) = &answer {
+            count(*freshness);
+        }
+        answer
+    }
+
+    /// The label sets of the series matching `selector` with samples in the last `lookback`.
+    pub async fn series_labels(
+        &self,
+        selector: &str,
+        lookback: Duration,
+    ) -> Result<(SeriesLabels, Freshness), PrometheusError> {
+        let client = self.client.clone();
+        let owned = selector.to_string();
+        let key = format!("{selector}\u{0}{}", lookback.as_millis());
+        self.series
+            .get(&key, move || async move {
+                let end = unix_now();
+                let start = end - lookback.as_secs_f64();
+                client.series_labels(&owned, start, end).await.map(Arc::new)
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn failure() -> PrometheusError {
+        PrometheusError::Transport {
+            url: "http://p/api/v1/query".into(),
+            message: "connection refused".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_identical_calls_share_one_fetch() {
+        let c: Coalescer<u32> = Coalescer::new(Duration::ZERO, Duration::ZERO, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let fetch = || {
+            let (calls, gate) = (calls.clone(), gate.clone());
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                let _open = gate.acquire().await.unwrap();
+                Ok(7)
+            }
+        };
+        let waiters: Vec<_> = (0..20).map(|_| c.get("q", fetch())).collect();
+        let all = futures_util::future::join_all(waiters);
+        let opener = async {
+            tokio::task::yield_now().await;
+            gate.add_permits(100);
+        };
+        let (answers, ()) = tokio::join!(all, opener);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let kinds: Vec<Freshness> = answers.into_iter().map(|a| a.unwrap().1).collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == Freshness::Fetched).count(),
+            1
+        );
+        assert_eq!(
+            kinds.iter().filter(|k| **k == Freshness::Joined).count(),
+            19
+        );
+        // Nothing is remembered without a window: the next call fetches again.
+        c.get("q", fetch()).await.unwrap();
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_finished_answer_is_reused_within_the_window_only() {
+        let c: Coalescer<u32> = Coalescer::new(Duration::from_millis(200), Duration::ZERO, 10);
+        let calls = Arc::new(AtomicUsize::new(0));
+        let fetch = |v: u32| {
+            let calls = calls.clone();
+            move || async move {
+                calls.fetch_add(1, Ordering::SeqCst);
+                Ok(v)
+            }
+        };
+        assert_eq!(c.get("q", fetch(1)).await.unwrap(), (1, Freshness::Fetched));
+        assert_eq!(c.get("q", fetch(2)).await.unwrap(), (1, Freshness::Reused));
+        assert_eq!(
+            c.get("other", fetch(3)).await.unwrap(),
+            (3, Freshness::Fetched)
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        assert_eq!(c.get("q", fetch(4)).await.unwrap(), (4, Freshness::Fetched));
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_failure_serves_the_last_good_answer_within_the_bound_and_never_beyond() {
+        let c: Coalescer<u32> = Coalescer::new(Duration::ZERO, Duration::from_millis(300), 10);
+        // No answer yet: the failure is the answer.
+        assert!(c.get("q", || async { Err(failure()) }).await.is_err());
+        c.get("q", || async { Ok(5) }).await.unwrap();
+        let (v, f) = c.get("q", || async { Err(failure()) }).await.unwrap();
+        assert_eq!(v, 5);
+        assert!(matches!(f, Freshness::Stale(age) if age < Duration::from_millis(300)));
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        assert!(c.get("q", || async { Err(failure()) }).await.is_err());
+    }
+}
