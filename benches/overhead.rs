@@ -2,6 +2,8 @@
 //! PromQL sent to Prometheus directly versus the metrics API request that renders it. Target
 //! (issue 2): ≤ 0.5 ms median overhead. Prints figures; `cargo bench --bench overhead` (needs
 //! the Debian `prometheus` package). Under `cargo test` it does a few requests as a smoke test.
+//! Also measures query coalescing (issue 12): 20 identical `*` requests in each of 4 sync
+//! windows, against the backend calls they cost.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -68,30 +70,8 @@ async fn main() {
             return;
         }
     };
-    let flags = ServerFlags::try_parse_from([
-        "bench",
-        "--standalone",
-        &format!("--prometheus-url={}", prom.url()),
-        "--listen-address=127.0.0.1:0",
-        "--metrics-relist-interval=1h",
-    ])
-    .unwrap();
-    let raw = config::parse(RULES, "bench").unwrap();
-    let Adapter {
-        state,
-        mut discoverer,
-    } = build_standalone(&flags, &raw).unwrap();
-    discoverer.relist().await;
-    let listener = prom_metrics_adapter::server::bind_standalone(flags.listen_address, false)
-        .await
-        .unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(prom_metrics_adapter::server::serve_plain(
-        listener,
-        prom_metrics_adapter::api::router(state),
-        flags.limits(),
-        std::future::pending(),
-    ));
+    // No reuse window: every request reaches Prometheus, so the overhead is the adapter's own.
+    let base = start_adapter(prom.url(), "0s").await;
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -143,6 +123,7 @@ async fn main() {
         rows[1].1 - rows[0].1,
         rows[3].1 - rows[2].1
     );
+    coalescing(&client, prom.url(), if full { 4 } else { 1 }).await;
     if full {
         for (label, url) in [
             ("Prometheus directly, 50 pods", &direct_all),
@@ -152,6 +133,89 @@ async fn main() {
             println!("  16 concurrent clients for 5 s, {label:<40} {rps:.0} requests/s");
         }
     }
+}
+
+/// Serves the bench rules in standalone mode with `--query-cache-ttl=<reuse>`; returns the
+/// base URL.
+async fn start_adapter(prometheus: &str, reuse: &str) -> String {
+    let flags = ServerFlags::try_parse_from([
+        "bench",
+        "--standalone",
+        &format!("--prometheus-url={prometheus}"),
+        "--listen-address=127.0.0.1:0",
+        "--metrics-relist-interval=1h",
+        &format!("--query-cache-ttl={reuse}"),
+    ])
+    .unwrap();
+    let raw = config::parse(RULES, "bench").unwrap();
+    let Adapter {
+        state,
+        mut discoverer,
+    } = build_standalone(&flags, &raw).unwrap();
+    discoverer.relist().await;
+    let listener = prom_metrics_adapter::server::bind_standalone(flags.listen_address, false)
+        .await
+        .unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(prom_metrics_adapter::server::serve_plain(
+        listener,
+        prom_metrics_adapter::api::router(state),
+        flags.limits(),
+        std::future::pending(),
+        Duration::from_secs(1),
+    ));
+    base
+}
+
+/// The backend calls made so far, by endpoint, from the process-wide metrics.
+fn backend_calls(endpoint: &str) -> u64 {
+    let text = prom_metrics_adapter::telemetry::metrics().encode();
+    let needle = format!(
+        "prom_metrics_adapter_prometheus_request_duration_seconds_count{{endpoint=\"{endpoint}\"}} "
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix(&needle))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Issue 12's coalescing case: 20 HPAs on the same `pods/*` metric over 50 pods, all asking in
+/// the same instant, in `windows` sync periods (15 s apart in a cluster, compressed here to
+/// just over the 5 s reuse window). Prints requests against backend calls.
+async fn coalescing(client: &reqwest::Client, prometheus: &str, windows: usize) {
+    let base = start_adapter(prometheus, "5s").await;
+    let url = format!(
+        "{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench/pods/%2A/http_requests_per_second"
+    );
+    let (queries, series) = (
+        backend_calls("/api/v1/query"),
+        backend_calls("/api/v1/series"),
+    );
+    for window in 0..windows {
+        if window > 0 {
+            tokio::time::sleep(Duration::from_millis(5200)).await;
+        }
+        let hpas: Vec<_> = (0..20)
+            .map(|_| {
+                let (client, url) = (client.clone(), url.clone());
+                tokio::spawn(async move {
+                    let resp = client.get(&url).send().await.unwrap();
+                    assert!(resp.status().is_success(), "{}", resp.status());
+                    resp.bytes().await.unwrap();
+                })
+            })
+            .collect();
+        for h in hpas {
+            h.await.unwrap();
+        }
+    }
+    let queries = backend_calls("/api/v1/query") - queries;
+    let series = backend_calls("/api/v1/series") - series;
+    println!(
+        "coalescing: {} requests (20 HPAs × {windows} windows) made {queries} backend queries and {series} series lookups ({:.0}× fewer than one each)",
+        20 * windows,
+        (20 * windows * 2) as f64 / (queries + series).max(1) as f64
+    );
 }
 
 /// Requests per second with `clients` concurrent loops for `for_how_long`.

@@ -1434,3 +1434,51 @@ fn chart_renders_every_optional_key_in_a_valid_place() {
             .is_some()
     );
 }
+
+/// Seconds of a Go duration flag value as the manifests write them (`10s`, `1m`).
+fn flag_seconds(container: &Value, name: &str, default: u64) -> u64 {
+    match flag(container, name) {
+        None => default,
+        Some(v) => {
+            let (n, unit) = v.split_at(v.trim_end_matches(|c: char| c.is_alphabetic()).len());
+            let n: u64 = n.parse().unwrap_or_else(|_| panic!("--{name}={v}"));
+            match unit {
+                "s" => n,
+                "m" => n * 60,
+                other => panic!("--{name}: unit {other:?}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn pods_get_the_time_their_shutdown_takes_and_the_chart_passes_the_serving_flags() {
+    for (what, docs) in [
+        ("manifests", manifests()),
+        ("chart", render(&[])),
+        (
+            "chart, longer shutdown",
+            render(&[
+                "--set",
+                "shutdownDelaySeconds=20",
+                "--set",
+                "shutdownTimeoutSeconds=60",
+            ]),
+        ),
+    ] {
+        let (deployment, container) = adapter(&docs);
+        let grace = deployment.value["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+            .as_u64()
+            .unwrap_or(30);
+        let needed = flag_seconds(container, "shutdown-delay-duration", 10)
+            + flag_seconds(container, "shutdown-timeout", 30);
+        assert!(
+            grace > needed,
+            "{what}: terminationGracePeriodSeconds {grace} does not cover the {needed} s shutdown"
+        );
+    }
+    let docs = render(&["--set", "serveStaleFor=45s", "--set", "queryCacheTTL=0s"]);
+    let (_, container) = adapter(&docs);
+    assert_eq!(flag(container, "serve-stale-for"), Some("45s"));
+    assert_eq!(flag(container, "query-cache-ttl"), Some("0s"));
+}

@@ -44,6 +44,8 @@ pub struct AppState {
     pub objects: ObjectLister,
     /// Set once the first discovery attempt has finished.
     pub ready: AtomicBool,
+    /// Set when shutdown begins: `/readyz` fails so endpoints and the aggregator move away.
+    pub draining: Arc<AtomicBool>,
 }
 
 /// Current time as Unix seconds.
@@ -88,6 +90,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn readyz(State(app): State<Arc<AppState>>) -> Response {
+    if app.draining.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response();
+    }
     if app.ready.load(Ordering::Acquire) {
         "ok".into_response()
     } else {

@@ -275,6 +275,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         queries,
         objects,
         ready: true.into(),
+        draining: Default::default(),
     });
     let resp = api::router(state)
         .oneshot(axum::http::Request::get(&args.path).body(axum::body::Body::empty())?)

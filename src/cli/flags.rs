@@ -182,6 +182,16 @@ pub struct ServerFlags {
     #[arg(long, default_value = "0s", value_parser = go_duration)]
     pub serve_stale_for: Duration,
 
+    /// After SIGTERM, how long the server keeps answering while `/readyz` fails, so endpoints
+    /// and the aggregator stop sending before it stops accepting (kube-apiserver's flag name;
+    /// its default is 0, ours 10s so a rolling restart drops nothing).
+    #[arg(long, default_value = "10s", value_parser = go_duration)]
+    pub shutdown_delay_duration: Duration,
+
+    /// After that delay, how long requests in flight get to finish before the process exits.
+    #[arg(long, default_value = "30s", value_parser = go_duration)]
+    pub shutdown_timeout: Duration,
+
     /// Requests served at once; beyond it a request is answered 429 with `Retry-After: 1`
     /// (health paths and `system:masters` excepted). 0: no limit.
     #[arg(long, default_value_t = 400)]
@@ -401,11 +411,22 @@ impl ServerFlags {
     /// The request limits (`--max-requests-inflight`, `--request-timeout`); health paths are
     /// exempt.
     pub fn limits(&self) -> std::sync::Arc<crate::server::limits::Limits> {
-        std::sync::Arc::new(crate::server::limits::Limits::new(
-            self.max_requests_inflight,
-            self.request_timeout,
-            vec!["/healthz".into(), "/livez".into(), "/readyz".into()],
-        ))
+        self.limits_draining(Default::default())
+    }
+
+    /// [`ServerFlags::limits`], closing connections after each answer once `draining` is set.
+    pub fn limits_draining(
+        &self,
+        draining: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) -> std::sync::Arc<crate::server::limits::Limits> {
+        std::sync::Arc::new(
+            crate::server::limits::Limits::new(
+                self.max_requests_inflight,
+                self.request_timeout,
+                vec!["/healthz".into(), "/livez".into(), "/readyz".into()],
+            )
+            .draining(draining),
+        )
     }
 
     /// The rate of calls to the Kubernetes API (`--client-qps`, `--client-burst`).

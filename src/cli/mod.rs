@@ -7,6 +7,7 @@ pub mod explain;
 pub mod flags;
 pub mod hpa;
 pub mod local_prometheus;
+pub mod reload;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -229,6 +230,7 @@ pub fn build_adapter(
         objects: objects(&queries),
         queries,
         ready: Default::default(),
+        draining: Default::default(),
     });
     Ok(Adapter { state, discoverer })
 }
@@ -292,11 +294,62 @@ pub async fn serve_adapter(
         .local_addr()
         .context("reading the listening address")?;
     tracing::info!(address = %local, prometheus = %crate::query::prometheus::redacted_url(&flags.prometheus.prometheus_url), "serving plain HTTP (standalone mode)");
+    let reloader = spawn_reloader(flags, &state, &discoverer);
     let discovery = spawn_discovery(&state, discoverer);
-    let result =
-        crate::server::serve_plain(listener, api::router(state), flags.limits(), shutdown).await;
+    let limits = flags.limits_draining(state.draining.clone());
+    let shutdown = drain_after(
+        shutdown,
+        state.draining.clone(),
+        flags.shutdown_delay_duration,
+    );
+    let result = crate::server::serve_plain(
+        listener,
+        api::router(state),
+        limits,
+        shutdown,
+        flags.shutdown_timeout,
+    )
+    .await;
     discovery.abort();
+    if let Some(r) = reloader {
+        r.abort();
+    }
     result.map_err(Into::into)
+}
+
+/// Watches `--config` for changes (and SIGHUP), swapping the running config.
+fn spawn_reloader(
+    flags: &ServerFlags,
+    state: &Arc<AppState>,
+    discoverer: &Discoverer,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let path = flags.config.clone()?;
+    let reloader = reload::Reloader::new(
+        path,
+        flags.strict_config,
+        state.config.clone(),
+        state.mapper.clone(),
+        discoverer.relist_trigger(),
+    );
+    Some(tokio::spawn(reloader.run(Duration::from_millis(500))))
+}
+
+/// The shutdown sequence around `signal`: when it resolves, `/readyz` starts failing and
+/// answers ask clients to reconnect elsewhere (`Connection: close`), for `delay`, so that
+/// endpoints and the aggregator move to the other replicas while this one still answers;
+/// then the server stops accepting and drains what is in flight.
+fn drain_after(
+    signal: impl std::future::Future<Output = ()> + Send + 'static,
+    draining: Arc<std::sync::atomic::AtomicBool>,
+    delay: Duration,
+) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        signal.await;
+        draining.store(true, Ordering::Release);
+        tracing::info!(delay = ?delay, "shutting down: /readyz fails now; still serving for --shutdown-delay-duration");
+        tokio::time::sleep(delay).await;
+        tracing::info!("no longer accepting connections; finishing the requests in flight");
+    }
 }
 
 /// Starts discovery; the adapter turns ready once its first attempt finished, success or not,
@@ -546,6 +599,7 @@ pub async fn start_cluster(
             }
         });
     }
+    let reloader = spawn_reloader(flags, &state, &discoverer);
     let discovery = spawn_discovery(&state, discoverer);
     let addr = std::net::SocketAddr::new(flags.bind_address, flags.secure_port);
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
@@ -554,7 +608,13 @@ pub async fn start_cluster(
         authz,
         audit: auditor(flags)?,
     });
-    let limits = flags.limits();
+    let limits = flags.limits_draining(state.draining.clone());
+    let shutdown = drain_after(
+        shutdown,
+        state.draining.clone(),
+        flags.shutdown_delay_duration,
+    );
+    let drain_timeout = flags.shutdown_timeout;
     let server = tokio::spawn(async move {
         let result = tls
             .serve(
@@ -562,11 +622,14 @@ pub async fn start_cluster(
                 api::router(state),
                 security,
                 limits,
-                shutdown,
+                (shutdown, drain_timeout),
                 Some(bound_tx),
             )
             .await;
         discovery.abort();
+        if let Some(r) = reloader {
+            r.abort();
+        }
         result.map_err(anyhow::Error::from)
     });
     let bound = match bound_rx.await {

@@ -57,6 +57,8 @@ pub struct Discoverer {
     settings: DiscoverySettings,
     /// Last good answer per `seriesQuery`.
     answers: HashMap<String, Arc<SeriesSet>>,
+    /// Wakes the loop for a full relist now (a reloaded config).
+    relist_now: Arc<tokio::sync::Notify>,
 }
 
 fn unix_now() -> f64 {
@@ -82,7 +84,13 @@ impl Discoverer {
             registry,
             settings,
             answers: HashMap::new(),
+            relist_now: Arc::new(tokio::sync::Notify::new()),
         }
+    }
+
+    /// What wakes the loop for a full relist before the interval is over.
+    pub fn relist_trigger(&self) -> Arc<tokio::sync::Notify> {
+        self.relist_now.clone()
     }
 
     /// The distinct non-empty `seriesQuery` strings of the current config.
@@ -172,26 +180,36 @@ impl Discoverer {
         report
     }
 
-    /// Relists forever, `relist_interval` after each full relist starts. In between, queries
-    /// that failed transiently are retried alone with exponential backoff (1 s doubling), and
-    /// the registry is republished after each retry. `first_done` turns true after the first
-    /// attempt, success or not.
+    /// Relists forever, `relist_interval` after each full relist starts, or at once when the
+    /// [`Discoverer::relist_trigger`] fires. In between, queries that failed transiently are
+    /// retried alone with exponential backoff (1 s doubling), and the registry is republished
+    /// after each retry. `first_done` turns true after the first attempt, success or not.
     pub async fn run(mut self, first_done: watch::Sender<bool>) {
         let interval = self.settings.relist_interval;
+        let trigger = self.relist_now.clone();
         loop {
             let started = std::time::Instant::now();
             let report = self.relist().await;
             first_done.send_replace(true);
             let mut pending: Vec<String> = transient(report.failures);
             let mut backoff = Duration::from_secs(1);
-            while !pending.is_empty() && started.elapsed() + backoff < interval {
-                tokio::time::sleep(backoff).await;
+            let mut woken = false;
+            while !woken && !pending.is_empty() && started.elapsed() + backoff < interval {
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = trigger.notified() => { woken = true; continue; }
+                }
                 backoff *= 2;
                 let failures = self.fetch(&pending).await;
                 self.publish();
                 pending = transient(failures);
             }
-            tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+            if !woken {
+                tokio::select! {
+                    _ = tokio::time::sleep(interval.saturating_sub(started.elapsed())) => {}
+                    _ = trigger.notified() => {}
+                }
+            }
         }
     }
 }

@@ -9,6 +9,7 @@
 //! should not hold (and copy into that review) tens of kilobytes an anonymous caller chose.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::extract::{Request, State};
@@ -41,6 +42,7 @@ pub struct Limits {
     permits: Option<Arc<Semaphore>>,
     timeout: Duration,
     exempt_paths: Vec<String>,
+    draining: Arc<AtomicBool>,
 }
 
 impl Limits {
@@ -51,7 +53,15 @@ impl Limits {
             permits: (max_inflight > 0).then(|| Arc::new(Semaphore::new(max_inflight))),
             timeout,
             exempt_paths,
+            draining: Arc::default(),
         }
+    }
+
+    /// Once `draining` is set (shutdown began), answers carry `Connection: close`, so a
+    /// client's next request opens a new connection, which goes to another replica.
+    pub fn draining(mut self, draining: Arc<AtomicBool>) -> Self {
+        self.draining = draining;
+        self
     }
 }
 
@@ -76,10 +86,17 @@ pub async fn limit(State(limits): State<Arc<Limits>>, req: Request, next: Next) 
         },
         _ => None,
     };
-    match tokio::time::timeout(limits.timeout, next.run(req)).await {
+    let mut response = match tokio::time::timeout(limits.timeout, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError::Timeout.into_response(),
+    };
+    if limits.draining.load(Ordering::Acquire) {
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
     }
+    response
 }
 
 #[cfg(test)]

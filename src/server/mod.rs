@@ -53,21 +53,38 @@ pub async fn bind_standalone(
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
-/// Serves `router` on `listener` within `limits` until `shutdown` completes.
+/// Serves `router` on `listener` within `limits` until `shutdown` completes, then gives the
+/// requests in flight `drain_timeout` to finish.
 pub async fn serve_plain(
     listener: TcpListener,
     router: Router,
     limits: std::sync::Arc<limits::Limits>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    drain_timeout: std::time::Duration,
 ) -> Result<(), ServeError> {
     let app = router
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
         .layer(axum::middleware::from_fn(limits::refuse_long_paths))
         .layer(axum::middleware::from_fn(log_request));
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(ServeError::Serve)
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopped_tx.send(());
+    });
+    let deadline = async move {
+        if stopped_rx.await.is_ok() {
+            tokio::time::sleep(drain_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = serving => result.map_err(ServeError::Serve),
+        () = deadline => {
+            tracing::warn!(timeout = ?drain_timeout, "requests still in flight after --shutdown-timeout; exiting anyway");
+            Ok(())
+        }
+    }
 }
 
 /// Logs each request at debug level with method, path, status and latency.

@@ -252,7 +252,10 @@ impl TlsServer {
         router: Router,
         security: Arc<Security>,
         limits: Arc<Limits>,
-        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+        (shutdown, drain_timeout): (
+            impl std::future::Future<Output = ()> + Send + 'static,
+            Duration,
+        ),
         bound: Option<tokio::sync::oneshot::Sender<SocketAddr>>,
     ) -> Result<(), ServeError> {
         // Outermost first: log, refuse overlong paths, authenticate, audit, bound the work,
@@ -274,7 +277,7 @@ impl TlsServer {
         let h = handle.clone();
         tokio::spawn(async move {
             shutdown.await;
-            h.graceful_shutdown(Some(Duration::from_secs(10)));
+            h.graceful_shutdown(Some(drain_timeout));
         });
         if let Some(tx) = bound {
             let h = handle.clone();

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_kube;
+pub mod proxy;
 pub mod rbac;
 pub mod secure;
 pub mod tools;
@@ -183,6 +184,7 @@ impl Adapter {
             async move {
                 let _ = rx.await;
             },
+            Duration::from_secs(1),
         ));
         Adapter {
             base: format!("http://{addr}"),

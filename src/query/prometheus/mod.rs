@@ -573,13 +573,21 @@ impl PrometheusClient {
         start: f64,
         end: f64,
     ) -> Result<Vec<BTreeMap<String, String>>, PrometheusError> {
+        let started = Instant::now();
         let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
-        self.get_data(
+        let result = self
+            .get_data(
+                "/api/v1/series",
+                &[("match[]", selector), ("start", &start), ("end", &end)],
+                self.query_timeout,
+            )
+            .await;
+        crate::telemetry::metrics().backend_call(
             "/api/v1/series",
-            &[("match[]", selector), ("start", &start), ("end", &end)],
-            self.query_timeout,
-        )
-        .await
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
     }
 
     /// Sends a request and decodes the `data` of a small JSON answer.
