@@ -210,7 +210,7 @@ async fn a_rolling_restart_of_two_replicas_fails_no_hpa_request() {
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, fixture("custom-rules.yaml")).unwrap();
     let flags = ["--shutdown-delay-duration=2s", "--shutdown-timeout=5s"];
-    let mut replicas = vec![spawn(&config, &flags).await, spawn(&config, &flags).await];
+    let mut replicas = [spawn(&config, &flags).await, spawn(&config, &flags).await];
     let proxy = Proxy::start(&replicas.iter().map(|p| p.addr).collect::<Vec<_>>()).await;
     while proxy.ready() < 2 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -258,12 +258,12 @@ async fn a_rolling_restart_of_two_replicas_fails_no_hpa_request() {
         })
         .collect();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    for i in 0..replicas.len() {
+    for (i, replica) in replicas.iter_mut().enumerate() {
         // As a Deployment's rolling update: the new pod first (maxSurge 1), then the old one
         // goes.
         let fresh = spawn(&config, &flags).await;
-        let old = std::mem::replace(&mut replicas[i], fresh);
-        proxy.add(replicas[i].addr);
+        let old = std::mem::replace(replica, fresh);
+        proxy.add(replica.addr);
         while proxy.ready() < 3 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }

@@ -338,18 +338,16 @@ fn spawn_reloader(
 /// answers ask clients to reconnect elsewhere (`Connection: close`), for `delay`, so that
 /// endpoints and the aggregator move to the other replicas while this one still answers;
 /// then the server stops accepting and drains what is in flight.
-fn drain_after(
+async fn drain_after(
     signal: impl std::future::Future<Output = ()> + Send + 'static,
     draining: Arc<std::sync::atomic::AtomicBool>,
     delay: Duration,
-) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        signal.await;
-        draining.store(true, Ordering::Release);
-        tracing::info!(delay = ?delay, "shutting down: /readyz fails now; still serving for --shutdown-delay-duration");
-        tokio::time::sleep(delay).await;
-        tracing::info!("no longer accepting connections; finishing the requests in flight");
-    }
+) {
+    signal.await;
+    draining.store(true, Ordering::Release);
+    tracing::info!(delay = ?delay, "shutting down: /readyz fails now; still serving for --shutdown-delay-duration");
+    tokio::time::sleep(delay).await;
+    tracing::info!("no longer accepting connections; finishing the requests in flight");
 }
 
 /// Starts discovery; the adapter turns ready once its first attempt finished, success or not,
