@@ -204,3 +204,39 @@ async fn a_forbidden_object_watch_is_retried_with_backoff_not_in_a_loop() {
     let tries = refused_pods() - before;
     assert!(tries <= 4, "{tries} refused tries in 1.5 s");
 }
+
+#[tokio::test]
+async fn the_kube_api_going_away_leaves_the_cached_objects_serving_and_the_adapter_ready() {
+    let fake = FakeKube::start().await;
+    let a = cluster_adapter(&fake).await;
+    let path = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second?labelSelector=app%3Dweb";
+    let (code, _) = a.get(path).await;
+    assert_eq!(code, 200);
+    eventually("the pod watch opening", || {
+        fake.state.open_watches.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // Until the cache has synced the adapter lists; once it has, requests answer from it.
+    let lists = fake.state.pod_lists.load(Ordering::SeqCst);
+    for _ in 0..100 {
+        a.get(path).await;
+        if fake.state.pod_lists.load(Ordering::SeqCst) == lists {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    fake.go_away();
+    eventually("the watch ending", || {
+        fake.state.open_watches.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    let (code, body) = a.get(path).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(pod_names(&body), ["web-1", "web-2"]);
+    let (code, _) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/deployments.apps/web/deployment_inflight")
+        .await;
+    assert_eq!(code, 200, "the resource list from discovery is kept");
+    let (code, _) = a.get("/readyz").await;
+    assert_eq!(code, 200);
+}

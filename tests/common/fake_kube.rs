@@ -45,6 +45,8 @@ pub struct FakeState {
     pub pod_watches: AtomicUsize,
     /// Watches (pods and nodes) whose client is still connected.
     pub open_watches: AtomicUsize,
+    /// Set by [`FakeKube::go_away`]: every request answers 503 and open watches end.
+    pub gone: tokio::sync::watch::Sender<bool>,
     /// Label selectors seen on namespaced pod LISTs.
     pub selectors: std::sync::Mutex<Vec<String>>,
     /// Watch events to send, one JSON line each.
@@ -81,6 +83,7 @@ impl Default for FakeState {
             cluster_pod_lists: AtomicUsize::new(0),
             pod_watches: AtomicUsize::new(0),
             open_watches: AtomicUsize::new(0),
+            gone: tokio::sync::watch::channel(false).0,
             selectors: Default::default(),
             events: tokio::sync::broadcast::channel(16).0,
             auth_configmap: Default::default(),
@@ -262,12 +265,19 @@ fn watch_pods(st: &Arc<FakeState>) -> Response {
             self.0.open_watches.fetch_sub(1, Ordering::SeqCst);
         }
     }
-    let state = (st.events.subscribe(), Open(st.clone()));
-    let stream = futures_util::stream::unfold(state, |(mut rx, open)| async move {
+    let state = (st.events.subscribe(), st.gone.subscribe(), Open(st.clone()));
+    let stream = futures_util::stream::unfold(state, |(mut rx, mut gone, open)| async move {
         loop {
-            match rx.recv().await {
+            let event = tokio::select! {
+                event = rx.recv() => event,
+                _ = gone.wait_for(|g| *g) => return None,
+            };
+            match event {
                 Ok(line) => {
-                    return Some((Ok::<_, std::io::Error>(format!("{line}\n")), (rx, open)));
+                    return Some((
+                        Ok::<_, std::io::Error>(format!("{line}\n")),
+                        (rx, gone, open),
+                    ));
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
@@ -670,6 +680,13 @@ async fn authorize_caller(
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default()
         .to_string();
+    if *st.gone.borrow() {
+        return status(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "the API server is unavailable".into(),
+        );
+    }
     let Some((user, groups)) = review_token(&st, &token) else {
         return status(
             StatusCode::UNAUTHORIZED,
@@ -770,6 +787,11 @@ impl FakeKube {
             state,
             kubeconfig,
         }
+    }
+
+    /// The API server goes away: every request answers 503 from now on, and open watches end.
+    pub fn go_away(&self) {
+        self.state.gone.send_replace(true);
     }
 
     /// Registers the APIServices of a YAML stream (the manifests' or the chart's).

@@ -145,14 +145,39 @@ impl Adapter {
     /// `--standalone` for standalone mode, or `--lister-kubeconfig=…` for cluster mode), with
     /// discovery done once before it serves.
     pub async fn start_with(config_yaml: &str, prometheus_url: &str, extra: &[&str]) -> Adapter {
+        Adapter::start_inner(config_yaml, prometheus_url, extra, false).await
+    }
+
+    /// [`Adapter::start_with`], with discovery relisting on its interval afterwards (pass
+    /// `--metrics-relist-interval` to set it), as a running server does.
+    pub async fn start_relisting(
+        config_yaml: &str,
+        prometheus_url: &str,
+        extra: &[&str],
+    ) -> Adapter {
+        Adapter::start_inner(config_yaml, prometheus_url, extra, true).await
+    }
+
+    async fn start_inner(
+        config_yaml: &str,
+        prometheus_url: &str,
+        extra: &[&str],
+        keep_relisting: bool,
+    ) -> Adapter {
         prom_metrics_adapter::install_crypto_provider();
-        let mut args = vec![
-            "adapter".to_string(),
+        let mut args = vec!["adapter".to_string()];
+        // Defaults, unless `extra` sets the same flag.
+        for default in [
             format!("--prometheus-url={prometheus_url}"),
             "--listen-address=127.0.0.1:0".into(),
             "--metrics-relist-interval=1h".into(),
             "--prometheus-query-timeout=5s".into(),
-        ];
+        ] {
+            let name = default.split('=').next().unwrap().to_string() + "=";
+            if !extra.iter().any(|e| e.starts_with(&name)) {
+                args.push(default);
+            }
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let flags = ServerFlags::try_parse_from(args).expect("flags");
         let raw = config::parse(config_yaml, "test config").expect("config");
@@ -168,6 +193,10 @@ impl Adapter {
             mut discoverer,
         } = built;
         discoverer.relist().await;
+        if keep_relisting {
+            let (first, _) = tokio::sync::watch::channel(true);
+            tokio::spawn(discoverer.run(first));
+        }
         state
             .ready
             .store(true, std::sync::atomic::Ordering::Release);

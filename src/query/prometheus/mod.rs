@@ -390,13 +390,35 @@ impl PrometheusClient {
         params: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<(String, reqwest::Response), PrometheusError> {
+        let (url, resp) = self.send_as(self.verb, endpoint, params, timeout).await?;
+        if self.verb == Verb::Get && resp.status() == reqwest::StatusCode::URI_TOO_LONG {
+            // A query over thousands of objects outgrows what a proxy in front of Prometheus
+            // takes in a URL: the same request once more as a form POST, which every
+            // Prometheus-compatible API accepts.
+            static WARNED: std::sync::atomic::AtomicBool =
+                std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(%url, "the backend refused a GET as too long (414); sending such requests as POST (consider --prometheus-verb=POST)");
+            }
+            return self.send_as(Verb::Post, endpoint, params, timeout).await;
+        }
+        Ok((url, resp))
+    }
+
+    async fn send_as(
+        &self,
+        verb: Verb,
+        endpoint: &str,
+        params: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<(String, reqwest::Response), PrometheusError> {
         // The endpoint goes after the base path (Thanos and Mimir prefixes); a query string on
         // the base URL is kept and the request's parameters are added to it.
         let mut target = (*self.base).clone();
         let path = format!("{}{endpoint}", target.path().trim_end_matches('/'));
         target.set_path(&path);
         let url = format!("{}{endpoint}", self.display_base);
-        let req = match self.verb {
+        let req = match verb {
             Verb::Get => self.http.get(target).query(params),
             Verb::Post => self.http.post(target).form(params),
         };
