@@ -72,6 +72,11 @@ impl ExprVisitor for Selectors<'_> {
 }
 
 fn assert_namespace_kept(query: &str, series: &str, ns: &str) {
+    assert_label_kept(query, series, "namespace", ns);
+}
+
+/// Every selector of `series` in `query` has the matcher `label="ns"`, and no `or` group.
+fn assert_label_kept(query: &str, series: &str, label: &str, ns: &str) {
     let expr = promql_parser::parser::parse(query)
         .unwrap_or_else(|e| panic!("rendered query does not parse ({e}): {query}"));
     let mut v = Selectors {
@@ -83,7 +88,7 @@ fn assert_namespace_kept(query: &str, series: &str, ns: &str) {
     for (matchers, or_groups) in &v.found {
         assert_eq!(*or_groups, 0, "an `or` matcher group appeared: {query}");
         assert!(
-            matchers.contains(&("namespace".into(), "=".into(), ns.into())),
+            matchers.contains(&(label.into(), "=".into(), ns.into())),
             "namespace matcher lost in {query}"
         );
     }
@@ -188,5 +193,76 @@ proptest! {
 fn a_hostile_selector_value_is_refused_before_it_reaches_a_query() {
     for s in [r#"app="x"}"#, "app in (a\"b)", r#"namespace=a\"#, "app=a b"] {
         assert!(Selector::parse(s).is_err(), "{s:?} was accepted");
+    }
+}
+
+/// Every namespaced custom and external rule shipped as an example or taken from upstream's
+/// documentation and chart, compiled.
+fn shipped_rules() -> &'static CompiledConfig {
+    static RULES: std::sync::OnceLock<CompiledConfig> = std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut text = String::from("rules:\n");
+        let mut external = String::from("externalRules:\n");
+        for dir in ["config/examples", "tests/fixtures/compat"] {
+            let mut files: Vec<_> = std::fs::read_dir(root.join(dir))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            files.sort();
+            for f in files {
+                let raw: serde_json::Value =
+                    serde_saphyr::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+                for (section, out) in [("rules", &mut text), ("externalRules", &mut external)] {
+                    for rule in raw[section].as_array().into_iter().flatten() {
+                        out.push_str(&format!("- {}\n", serde_json::to_string(rule).unwrap()));
+                    }
+                }
+            }
+        }
+        text.push_str(&external);
+        compile(
+            &config::parse(&text, "shipped rules").unwrap(),
+            &RestMapper::standalone(),
+        )
+        .unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn shipped_rules_render_queries_that_parse_and_keep_the_namespace(
+        ns in prop_oneof![Just("default".to_string()), "[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?"],
+        names in names(),
+        selector in selector_text(),
+        pick in any::<usize>(),
+    ) {
+        if check_namespace(&ns).is_err() || names.iter().any(|n| n == "*" || check_object_name(n).is_err()) {
+            return Ok(());
+        }
+        let Ok(selector) = Selector::parse(&selector) else { return Ok(()) };
+        let cfg = shipped_rules();
+        // Rules whose query never uses <<.LabelMatchers>> are `check` errors, and their samples
+        // are filtered by namespace after the fact; every other one must keep the matcher.
+        let custom: Vec<_> = cfg.rules.iter().filter(|r| r.namespace_label.is_some()).collect();
+        let rule = custom[pick % custom.len()];
+        let label = rule.namespace_label.as_deref().unwrap();
+        if let Ok(query) = render_custom(rule, "x", ObjectScope {
+            namespace: Some((label, &ns)),
+            resource_label: "pod",
+            names: &names,
+        }, &selector) {
+            assert_label_kept(&query, "x", label, &ns);
+        }
+        let external: Vec<_> = cfg.external_rules.iter().filter(|r| r.resources.namespaced() && r.namespace_label.is_some()).collect();
+        if !external.is_empty() {
+            let rule = external[pick % external.len()];
+            let label = rule.namespace_label.as_deref().unwrap();
+            if let Ok(query) = render_external(rule, "x", Some((label, &ns)), &selector) {
+                assert_label_kept(&query, "x", label, &ns);
+            }
+        }
     }
 }
