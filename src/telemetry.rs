@@ -96,6 +96,10 @@ pub struct Metrics {
     pub config_reloads: Family<OutcomeLabels, Counter>,
     /// Unix time of the last config reload that was applied.
     pub config_last_reload_success: Gauge,
+    /// Requests being served now.
+    pub requests_in_flight: Gauge,
+    /// Tasks alive in the async runtime, read at each scrape (a leak shows as growth).
+    pub runtime_tasks: Gauge,
 }
 
 fn latency() -> Histogram {
@@ -124,6 +128,8 @@ pub fn metrics() -> &'static Metrics {
             query_answers: Family::default(),
             config_reloads: Family::default(),
             config_last_reload_success: Gauge::default(),
+            requests_in_flight: Gauge::default(),
+            runtime_tasks: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -183,6 +189,16 @@ pub fn metrics() -> &'static Metrics {
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last rules file applied (at start or by a reload)",
             m.config_last_reload_success.clone(),
+        );
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being served now",
+            m.requests_in_flight.clone(),
+        );
+        registry.register(
+            "runtime_tasks",
+            "Tasks alive in the async runtime",
+            m.runtime_tasks.clone(),
         );
         registry.register(
             "rejected_requests",
@@ -268,6 +284,10 @@ impl Metrics {
 
     /// The text exposition.
     pub fn encode(&self) -> String {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.runtime_tasks
+                .set(runtime.metrics().num_alive_tasks() as i64);
+        }
         let mut out = String::new();
         if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
             tracing::warn!(error = %e, "unable to encode metrics");

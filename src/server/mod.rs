@@ -95,12 +95,22 @@ pub(crate) async fn log_request(
     let method = req.method().clone();
     let uri = req.uri().clone();
     let started = std::time::Instant::now();
+    let m = crate::telemetry::metrics();
+    /// Counts the request out however it ends, a client hanging up included.
+    struct InFlight(&'static prometheus_client::metrics::gauge::Gauge);
+    impl Drop for InFlight {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    m.requests_in_flight.inc();
+    let in_flight = InFlight(&m.requests_in_flight);
     let resp = next.run(req).await;
+    drop(in_flight);
     let labels = crate::telemetry::RequestLabels {
         handler: crate::telemetry::handler_class(uri.path()).to_string(),
         code: resp.status().as_u16().to_string(),
     };
-    let m = crate::telemetry::metrics();
     m.requests.get_or_create(&labels).inc();
     m.request_duration
         .get_or_create(&labels)

@@ -1,0 +1,218 @@
+//! Soak (issue 12): 200 HPA-shaped clients against one adapter process for a long time, with
+//! discovery relisting every 30 s against a Prometheus whose series change (every app's pods
+//! are replaced by a new generation every two minutes, as rolling deployments do). Prints the
+//! adapter's RSS, open file descriptors and runtime tasks at the end of the warm-up, in the
+//! middle and at the end; the pass line is flat memory, growth under 5 % after the warm-up.
+//!
+//! `cargo bench --bench soak` runs 10 minutes; `cargo bench --bench soak -- --duration 1h` an
+//! hour (what README reports). Under `cargo test` it runs a few seconds as a smoke test.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use prom_metrics_adapter::cli::local_prometheus::LocalPrometheus;
+
+const APPS: usize = 200;
+const PODS: usize = 5;
+const GENERATION: i64 = 120;
+
+const RULES: &str = r#"
+rules:
+- seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+"#;
+
+/// Samples for `APPS` apps of `PODS` pods from `from` to `to`: each pod generation lives three
+/// minutes (a minute of overlap with the next), so the set of current series keeps changing.
+fn samples(from: i64, to: i64) -> String {
+    let mut s = String::from("# TYPE http_requests counter\n");
+    let mut generation = from / GENERATION;
+    while generation * GENERATION < to {
+        let (g_from, g_to) = (generation * GENERATION, generation * GENERATION + 180);
+        for app in 0..APPS {
+            for pod in 0..PODS {
+                for t in (g_from.max(from)..g_to.min(to)).step_by(15) {
+                    writeln!(
+                        s,
+                        "http_requests_total{{namespace=\"soak\",app=\"app-{app}\",pod=\"app-{app}-{generation}-{pod}\"}} {} {t}",
+                        (t - g_from) * (pod as i64 + 1)
+                    )
+                    .unwrap();
+                }
+            }
+        }
+        generation += 1;
+    }
+    s.push_str("# EOF\n");
+    s
+}
+
+/// (RSS KiB, open fds) of `pid`.
+fn process(pid: u32) -> (u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0);
+    (rss, fds)
+}
+
+async fn tasks(client: &reqwest::Client, base: &str) -> u64 {
+    let text = match client.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0,
+    };
+    text.lines()
+        .find_map(|l| l.strip_prefix("prom_metrics_adapter_runtime_tasks "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn duration_arg() -> Option<Duration> {
+    let args: Vec<String> = std::env::args().collect();
+    let i = args.iter().position(|a| a == "--duration")?;
+    let v = args.get(i + 1)?;
+    let nanos = prom_metrics_adapter::duration::parse_go_duration(v).ok()?;
+    Some(Duration::from_nanos(nanos.max(0) as u64))
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    prom_metrics_adapter::install_crypto_provider();
+    let full = std::env::args().any(|a| a == "--bench");
+    let total = duration_arg().unwrap_or(if full {
+        Duration::from_secs(600)
+    } else {
+        Duration::from_secs(5)
+    });
+    let warmup = (total / 10).min(Duration::from_secs(120));
+    let (period, relist) = if full {
+        (Duration::from_secs(15), "30s")
+    } else {
+        (Duration::from_secs(1), "1s")
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let to = now + total.as_secs() as i64 + 300;
+    let data = samples(now - 600, to);
+    let prom = match tokio::task::spawn_blocking(move || LocalPrometheus::start(&data))
+        .await
+        .unwrap()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping the soak: {e}");
+            return;
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, RULES).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let base = format!("http://127.0.0.1:{port}");
+    let child = Child(
+        std::process::Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+            .args([
+                "--standalone".to_string(),
+                format!("--config={}", config.display()),
+                format!("--prometheus-url={}", prom.url()),
+                format!("--listen-address=127.0.0.1:{port}"),
+                format!("--metrics-relist-interval={relist}"),
+                "--metrics-max-age=1m".into(),
+                "--v=0".into(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the adapter"),
+    );
+    let pid = child.0.id();
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    for _ in 0..300 {
+        if let Ok(r) = client.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let (sent, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let hpas: Vec<_> = (0..APPS)
+        .map(|app| {
+            let (stop, sent, failed, client) =
+                (stop.clone(), sent.clone(), failed.clone(), client.clone());
+            let url = format!(
+                "{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/soak/pods/%2A/http_requests_per_second?labelSelector=app%3Dapp-{app}"
+            );
+            tokio::spawn(async move {
+                tokio::time::sleep(period * app as u32 / APPS as u32).await;
+                while !stop.load(Ordering::SeqCst) {
+                    let ok = match client.get(&url).send().await {
+                        Ok(r) => r.status().is_success() && r.bytes().await.is_ok(),
+                        Err(_) => false,
+                    };
+                    sent.fetch_add(1, Ordering::SeqCst);
+                    if !ok {
+                        failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    tokio::time::sleep(period).await;
+                }
+            })
+        })
+        .collect();
+    let started = Instant::now();
+    let mut readings = Vec::new();
+    for (label, at) in [
+        ("after warm-up", warmup),
+        ("middle", warmup + (total - warmup) / 2),
+        ("end", total),
+    ] {
+        tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
+        let (rss, fds) = process(pid);
+        let tasks = tasks(&client, &base).await;
+        println!(
+            "soak {label:>13} ({:>5.0} s): RSS {:.1} MiB, {fds} open fds, {tasks} runtime tasks, {} requests, {} failed",
+            started.elapsed().as_secs_f64(),
+            rss as f64 / 1024.0,
+            sent.load(Ordering::SeqCst),
+            failed.load(Ordering::SeqCst),
+        );
+        readings.push(rss);
+    }
+    stop.store(true, Ordering::SeqCst);
+    for h in hpas {
+        let _ = h.await;
+    }
+    let growth = (readings[2] as f64 - readings[0] as f64) / readings[0].max(1) as f64 * 100.0;
+    println!(
+        "soak: {APPS} HPAs every {period:?} for {total:?}, relisting every {relist}: RSS growth after warm-up {growth:+.1} % (pass line: under 5 %)"
+    );
+}
