@@ -18,7 +18,8 @@ use prometheus_client::registry::Registry;
 /// Labels of served requests.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    /// `custom_metrics`, `external_metrics`, `discovery`, `health`, `metrics`, `openapi`, `other`.
+    /// `custom_metrics`, `external_metrics`, `resource_metrics`, `discovery`, `health`,
+    /// `metrics`, `openapi`, `other`.
     pub handler: String,
     /// HTTP status code.
     pub code: String,
@@ -324,6 +325,8 @@ pub fn handler_class(path: &str) -> &'static str {
         "custom_metrics"
     } else if path.starts_with("/apis/external.metrics.k8s.io/") && path.matches('/').count() > 3 {
         "external_metrics"
+    } else if path.starts_with("/apis/metrics.k8s.io/") && path.matches('/').count() > 3 {
+        "resource_metrics"
     } else if path == "/apis" || path.starts_with("/apis/") {
         "discovery"
     } else if matches!(path, "/healthz" | "/livez" | "/readyz") {
@@ -376,6 +379,11 @@ mod tests {
             handler_class("/apis/custom.metrics.k8s.io/v1beta1/namespaces/a/pods/*/m"),
             "custom_metrics"
         );
+        assert_eq!(
+            handler_class("/apis/metrics.k8s.io/v1beta1/namespaces/a/pods"),
+            "resource_metrics"
+        );
+        assert_eq!(handler_class("/apis/metrics.k8s.io/v1beta1"), "discovery");
         assert_eq!(
             handler_class("/apis/custom.metrics.k8s.io/v1beta1"),
             "discovery"
