@@ -497,3 +497,35 @@ externalRules:
         }
     }
 }
+
+#[tokio::test]
+async fn a_404_says_which_name_serves_a_series_and_what_a_typo_meant() {
+    let url = common::prometheus().url().to_string();
+    let a = adapter(&url).await;
+    // The guide's rule serves flask_http_request_total as …_per_second; its HPA asks for the
+    // series name.
+    let (code, body) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_total?labelSelector=app%3Dweb")
+        .await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(
+        body["message"],
+        "the server could not find the metric flask_http_request_total for pods: the series flask_http_request_total is served as flask_http_request_per_second by rules[0]"
+    );
+    let (code, body) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_secnd")
+        .await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(
+        body["message"],
+        "the server could not find the metric flask_http_request_per_secnd for pods: did you mean flask_http_request_per_second?"
+    );
+    // Nothing close: the plain message, as upstream's.
+    let (_, body) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/cpu")
+        .await;
+    assert_eq!(
+        body["message"],
+        "the server could not find the metric cpu for pods"
+    );
+}

@@ -98,3 +98,18 @@ fn external_metrics_and_json_output() {
     // 42 / 10 = 4.2; ceil(4.2 × 2) = 9.
     assert_eq!(v["hpa"]["desired"], 9);
 }
+
+#[test]
+fn explain_says_which_name_serves_the_series_before_the_nearest_candidates() {
+    let (code, out, err) = explain(&[
+        "-o",
+        "json",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_total",
+    ]);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}{err}"));
+    let why = v["why"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("the series flask_http_request_total is served as flask_http_request_per_second by rules[0]; "),
+        "exit {code}: {why}"
+    );
+}

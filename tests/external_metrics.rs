@@ -281,3 +281,15 @@ async fn rule_problems_and_unknown_metrics_are_statuses() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_unknown_external_name_gets_the_closest_served_name() {
+    let (_, url) = backends().remove(0);
+    let a = adapter(&url).await;
+    let (code, body) = a.get(&format!("{EXT}/default/queue_lenght")).await;
+    assert_eq!(code, 404, "{body}");
+    assert_eq!(
+        body["message"],
+        "the server could not find the metric queue_lenght for namespaces: did you mean queue_length?"
+    );
+}

@@ -16,12 +16,12 @@ use super::types::{
     List, ListMeta, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
 };
 use super::{AppState, format_timestamp, unix_now};
-use crate::discovery::{CustomMetric, CustomMetricKey};
+use crate::discovery::{CustomMetric, CustomMetricKey, Registry};
 use crate::query::QueryResult;
 use crate::query::objects::ListRequest;
 use crate::query::values::{keep_namespace, to_quantity, values_by_label};
-use crate::rules::ResourceInfo;
 use crate::rules::query::{ObjectScope, render_custom};
+use crate::rules::{GroupResource, ResourceInfo};
 
 /// The API group.
 pub const GROUP: &str = "custom.metrics.k8s.io";
@@ -97,6 +97,16 @@ fn not_found(metric: &str, gr: &str) -> ApiError {
     ))
 }
 
+/// [`not_found`] for a metric no rule serves for `gr`, with what the HPA owner should ask for
+/// instead when the registry knows (one line: the HPA shows it as an event).
+fn unknown_metric(registry: &Registry, metric: &str, gr: &GroupResource) -> ApiError {
+    let base = format!("the server could not find the metric {metric} for {gr}");
+    ApiError::NotFound(match registry.custom_hint(metric, Some(gr)) {
+        Some(hint) => format!("{base}: {hint}"),
+        None => base,
+    })
+}
+
 /// `GET /apis/custom.metrics.k8s.io/{version}/…`: the object paths.
 pub async fn get_object_metric(
     State(app): State<Arc<AppState>>,
@@ -136,7 +146,7 @@ async fn answer(
     let metric: CustomMetric = registry
         .custom(&key)
         .cloned()
-        .ok_or_else(|| not_found(&path.metric, &gr.to_string()))?;
+        .ok_or_else(|| unknown_metric(&registry, &path.metric, &gr))?;
     drop(registry);
     if let Some(problem) = metric.rule.problems.first() {
         return Err(ApiError::Internal(format!(

@@ -41,9 +41,12 @@ pub async fn get_external_metric(
 
     let registry = app.registry.load();
     let entry = registry.external(&metric).cloned().ok_or_else(|| {
-        ApiError::NotFound(format!(
-            "the server could not find the metric {metric} for namespaces"
-        ))
+        let base = format!("the server could not find the metric {metric} for namespaces");
+        // One line, as the HPA's event shows it: what to ask for instead, when known.
+        ApiError::NotFound(match registry.external_hint(&metric) {
+            Some(hint) => format!("{base}: {hint}"),
+            None => base,
+        })
     })?;
     drop(registry);
     let rule = &entry.rule;

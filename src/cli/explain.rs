@@ -40,23 +40,6 @@ pub struct ExplainArgs {
     pub path: String,
 }
 
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            cur.push(
-                (prev[j] + usize::from(ca != *cb))
-                    .min(prev[j + 1] + 1)
-                    .min(cur[j] + 1),
-            );
-        }
-        prev = cur;
-    }
-    prev[b.len()]
-}
-
 /// Runs `explain`; returns the exit code.
 pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     let args = match ExplainArgs::try_parse_from(&args) {
@@ -197,7 +180,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                         .custom_keys()
                         .iter()
                         .filter(|k| {
-                            k.metric == p.metric || edit_distance(&k.metric, &p.metric) <= 3
+                            k.metric == p.metric || strsim::levenshtein(&k.metric, &p.metric) <= 3
                         })
                         .map(|k| {
                             format!(
@@ -214,8 +197,12 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                         .collect();
                     near.truncate(10);
                     out.insert("matched".into(), Value::Null);
+                    let hint = reg
+                        .custom_hint(&p.metric, None)
+                        .map(|h| format!("{h}; "))
+                        .unwrap_or_default();
                     out.insert("why".into(), json!(format!(
-                        "no rule discovered {}/{} {}: {}",
+                        "no rule discovered {}/{} {}: {hint}{}",
                         p.resource, p.metric,
                         if p.namespace.is_some() { "within a namespace" } else { "at cluster scope" },
                         if near.is_empty() { "no similar metric was discovered either; run `check --prometheus-url …` to see what each rule matched".to_string() } else { format!("nearest candidates: {}", near.join(", ")) }
@@ -243,14 +230,17 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                     let near: Vec<&String> = reg
                         .external_names()
                         .iter()
-                        .filter(|n| edit_distance(n, &metric) <= 3)
+                        .filter(|n| strsim::levenshtein(n, &metric) <= 3)
                         .take(10)
                         .collect();
                     out.insert("matched".into(), Value::Null);
                     out.insert(
                         "why".into(),
                         json!(format!(
-                            "no external rule discovered {metric}; nearest candidates: {near:?}"
+                            "no external rule discovered {metric}; {}nearest candidates: {near:?}",
+                            reg.external_hint(&metric)
+                                .map(|h| format!("{h}; "))
+                                .unwrap_or_default()
                         )),
                     );
                 }

@@ -5,6 +5,7 @@
 //! has a timeout and an `end`; a failing `seriesQuery` keeps its own previous answer instead of
 //! discarding the whole relist, and is retried with backoff instead of waiting a full interval.
 
+pub mod hints;
 pub mod registry;
 
 use std::collections::HashMap;

@@ -272,6 +272,16 @@ impl Registry {
         &self.external_sorted
     }
 
+    /// Every custom metric with its key, in no order.
+    pub fn custom_entries(&self) -> impl Iterator<Item = (&CustomMetricKey, &CustomMetric)> {
+        self.custom.iter()
+    }
+
+    /// Every external metric with its name, in no order.
+    pub fn external_entries(&self) -> impl Iterator<Item = (&String, &ExternalMetric)> {
+        self.external.iter()
+    }
+
     /// Custom metrics with this name, for "did you mean" hints.
     pub fn custom_named(&self, metric: &str) -> Vec<&CustomMetricKey> {
         self.custom_sorted
