@@ -94,18 +94,14 @@ async fn status(client: &reqwest::Client, url: &str) -> u16 {
     }
 }
 
-/// The value of one sample line of `/metrics`, or 0.
-async fn metric(base: &str, line_start: &str) -> f64 {
-    let text = reqwest::get(format!("{base}/metrics"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0.0)
+/// How many reloads of the rules file ended with `result`.
+async fn reloads(base: &str, result: &str) -> f64 {
+    common::sample_value(
+        &common::metrics_text(base).await,
+        "prom_metrics_adapter_config_reload_total",
+        &[("result", result)],
+    )
+    .unwrap_or(0.0)
 }
 
 /// Replaces `path` the way editors do: a new file renamed over it.
@@ -153,18 +149,16 @@ async fn a_bad_edit_is_refused_and_a_good_one_applied_while_requests_keep_succee
         "{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/web-1/flask_http_request_per_second"
     );
     let new_name = old_name.replace("_per_second", "_rate");
-    let failure_line = "prom_metrics_adapter_config_reload_total{result=\"failure\"} ";
-    let success_line = "prom_metrics_adapter_config_reload_total{result=\"success\"} ";
 
     // An invalid edit, in place: refused, counted, never applied.
     std::fs::write(&config, original.replace("metricsQuery:", "metricsQery:")).unwrap();
     for _ in 0..250 {
-        if metric(&base, failure_line).await >= 1.0 {
+        if reloads(&base, "failure").await >= 1.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(metric(&base, failure_line).await, 1.0);
+    assert_eq!(reloads(&base, "failure").await, 1.0);
     assert_eq!(status(&client, &old_name).await, 200);
 
     // A valid edit, renamed over the file as editors save: the renamed metric is served within
@@ -182,17 +176,17 @@ async fn a_bad_edit_is_refused_and_a_good_one_applied_while_requests_keep_succee
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(status(&client, &old_name).await, 404);
-    assert_eq!(metric(&base, success_line).await, 1.0);
+    assert_eq!(reloads(&base, "success").await, 1.0);
 
     // SIGHUP reloads the file as it is.
     adapter.signal("HUP");
     for _ in 0..250 {
-        if metric(&base, success_line).await >= 2.0 {
+        if reloads(&base, "success").await >= 2.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(metric(&base, success_line).await, 2.0);
+    assert_eq!(reloads(&base, "success").await, 2.0);
 
     stop.store(true, Ordering::SeqCst);
     load.await.unwrap();
