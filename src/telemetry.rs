@@ -97,6 +97,13 @@ pub struct Metrics {
     pub config_reloads: Family<OutcomeLabels, Counter>,
     /// Unix time of the last config reload that was applied.
     pub config_last_reload_success: Gauge,
+    /// 1 when the last look at the rules file applied it (or found it unchanged), 0 when it
+    /// was refused and an older file is serving.
+    pub config_last_reload_successful: Gauge,
+    /// `--metrics-relist-interval`, for alerts on relists failing for several intervals.
+    pub relist_interval: Gauge,
+    /// `--prometheus-query-timeout`, for alerts on backend latency nearing it.
+    pub query_timeout: Gauge<f64, std::sync::atomic::AtomicU64>,
     /// Requests being served now.
     pub requests_in_flight: Gauge,
     /// Tasks alive in the async runtime, read at each scrape (a leak shows as growth).
@@ -129,6 +136,9 @@ pub fn metrics() -> &'static Metrics {
             query_answers: Family::default(),
             config_reloads: Family::default(),
             config_last_reload_success: Gauge::default(),
+            config_last_reload_successful: Gauge::default(),
+            relist_interval: Gauge::default(),
+            query_timeout: Gauge::default(),
             requests_in_flight: Gauge::default(),
             runtime_tasks: Gauge::default(),
             registry: Registry::default(),
@@ -190,6 +200,23 @@ pub fn metrics() -> &'static Metrics {
             "config_last_reload_success_timestamp_seconds",
             "Unix time of the last rules file applied (at start or by a reload)",
             m.config_last_reload_success.clone(),
+        );
+        registry.register(
+            "config_last_reload_successful",
+            "1 when the rules file in use is the one on disk, 0 when a changed file was refused",
+            m.config_last_reload_successful.clone(),
+        );
+        registry.register_with_unit(
+            "relist_interval",
+            "The relist interval (--metrics-relist-interval)",
+            prometheus_client::registry::Unit::Seconds,
+            m.relist_interval.clone(),
+        );
+        registry.register_with_unit(
+            "prometheus_query_timeout",
+            "The timeout of one query (--prometheus-query-timeout)",
+            prometheus_client::registry::Unit::Seconds,
+            m.query_timeout.clone(),
         );
         registry.register(
             "http_requests_in_flight",

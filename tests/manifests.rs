@@ -162,6 +162,9 @@ const NAMESPACED_KINDS: &[&str] = &[
     "RoleBinding",
     "Issuer",
     "Certificate",
+    "NetworkPolicy",
+    "ServiceMonitor",
+    "PrometheusRule",
 ];
 
 fn check_identity(docs: &[Doc]) -> Vec<String> {
@@ -221,6 +224,7 @@ fn schema_problems(doc: &Doc) -> Option<Vec<String>> {
         "Role" => round_trip::<Role>(v),
         "RoleBinding" => round_trip::<RoleBinding>(v),
         "APIService" => round_trip::<APIService>(v),
+        "NetworkPolicy" => round_trip::<k8s_openapi::api::networking::v1::NetworkPolicy>(v),
         _ => return None,
     };
     let mut problems = Vec::new();
@@ -1481,4 +1485,147 @@ fn pods_get_the_time_their_shutdown_takes_and_the_chart_passes_the_serving_flags
     let (_, container) = adapter(&docs);
     assert_eq!(flag(container, "serve-stale-for"), Some("45s"));
     assert_eq!(flag(container, "query-cache-ttl"), Some("0s"));
+}
+
+#[test]
+fn chart_renders_from_the_prometheus_adapter_charts_own_default_values() {
+    let docs = render(&["-f", &fixture("prometheus-adapter-default-values.yaml")]);
+    check_all("prometheus-adapter defaults", &docs, true);
+    let (_, config) = rendered_config(&docs, "prometheus-adapter defaults");
+    assert!(!config.rules.is_empty());
+    let (deployment, _) = adapter(&docs);
+    assert_eq!(deployment.value["spec"]["replicas"], 1, "their replicas: 1");
+    assert!(
+        of_kind(&docs, "PodDisruptionBudget").is_empty(),
+        "their PDB is off"
+    );
+}
+
+/// The chart's copies of the alerts and the dashboard are the files that are tested.
+#[test]
+fn chart_files_are_the_tested_alerts_and_dashboard() {
+    for (chart, tested) in [
+        (
+            "deploy/helm/prom-metrics-adapter/files/alerts.yaml",
+            "deploy/prometheus/alerts.yaml",
+        ),
+        (
+            "deploy/helm/prom-metrics-adapter/files/dashboard.json",
+            "deploy/grafana/prom-metrics-adapter.json",
+        ),
+    ] {
+        assert_eq!(
+            std::fs::read_to_string(root().join(chart)).unwrap(),
+            std::fs::read_to_string(root().join(tested)).unwrap(),
+            "{chart} differs from {tested}: copy it over"
+        );
+    }
+}
+
+#[test]
+fn chart_monitoring_objects_are_off_by_default_and_each_switch_renders_its_object() {
+    let default = render(&[]);
+    for kind in ["ServiceMonitor", "PrometheusRule", "NetworkPolicy"] {
+        assert!(
+            of_kind(&default, kind).is_empty(),
+            "{kind} rendered by default"
+        );
+    }
+    assert!(of_kind(&default, "ConfigMap").iter().all(|c| {
+        c.value["metadata"]["labels"]
+            .get("grafana_dashboard")
+            .is_none()
+    }));
+
+    // ServiceMonitor: selects the Service, scrapes its https port.
+    let docs = render(&["--set", "serviceMonitor.enabled=true"]);
+    let sm = one_of_kind(&docs, "ServiceMonitor");
+    let service = one_of_kind(&docs, "Service");
+    assert!(is_subset(
+        &sm.value["spec"]["selector"]["matchLabels"],
+        &service.value["metadata"]["labels"]
+    ));
+    let endpoint = &sm.value["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], service.value["spec"]["ports"][0]["name"]);
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(endpoint["path"], "/metrics");
+    assert_eq!(sm.value["apiVersion"], "monitoring.coreos.com/v1");
+
+    // PrometheusRule: exactly the promtool-tested groups.
+    let docs = render(&["--set", "prometheusRule.enabled=true"]);
+    let rule = one_of_kind(&docs, "PrometheusRule");
+    let tested: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(root().join("deploy/prometheus/alerts.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rule.value["spec"]["groups"], tested["groups"]);
+
+    // The dashboard for Grafana's sidecar.
+    let docs = render(&["--set", "grafanaDashboard.enabled=true"]);
+    let cm = of_kind(&docs, "ConfigMap")
+        .into_iter()
+        .find(|c| c.value["metadata"]["labels"]["grafana_dashboard"] == "1")
+        .expect("a dashboard ConfigMap");
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(root().join("deploy/grafana/prom-metrics-adapter.json")).unwrap(),
+    )
+    .unwrap();
+    let rendered: Value = serde_json::from_str(
+        cm.value["data"]["prom-metrics-adapter.json"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rendered, shipped);
+
+    // NetworkPolicy: refuses to render without the API server's addresses, then admits the
+    // API server and Prometheus to the adapter's pods only.
+    let err = render_error(&["--set", "networkPolicy.enabled=true"]);
+    assert!(err.contains("networkPolicy.apiServerCIDRs"), "{err}");
+    let docs = render(&[
+        "--set",
+        "networkPolicy.enabled=true",
+        "--set",
+        "networkPolicy.apiServerCIDRs={10.0.0.0/24}",
+    ]);
+    check_all("network policy", &docs, true);
+    let policy = one_of_kind(&docs, "NetworkPolicy");
+    let (deployment, _) = adapter(&docs);
+    assert!(is_subset(
+        &policy.value["spec"]["podSelector"]["matchLabels"],
+        &deployment.value["spec"]["template"]["metadata"]["labels"]
+    ));
+    let from = &policy.value["spec"]["ingress"][0]["from"];
+    assert_eq!(from[0]["ipBlock"]["cidr"], "10.0.0.0/24");
+    assert_eq!(
+        from[1]["podSelector"]["matchLabels"]["app.kubernetes.io/name"],
+        "prometheus"
+    );
+    assert_eq!(
+        policy.value["spec"]["ingress"][0]["ports"][0]["port"],
+        "https"
+    );
+}
+
+#[test]
+fn installed_beside_another_adapter_the_chart_registers_and_patches_no_apiservice() {
+    // The first step of a migration: ours runs next to prometheus-adapter, which still owns
+    // the APIServices; the adapter must not touch their caBundle.
+    let docs = render(&[
+        "--set",
+        "apiServices.custom=false",
+        "--set",
+        "apiServices.external=false",
+        "--set",
+        "apiServices.resource=false",
+    ]);
+    assert!(of_kind(&docs, "APIService").is_empty());
+    let (_, container) = adapter(&docs);
+    assert_eq!(flag(container, "cert-apiservices"), Some(""));
+    assert!(
+        of_kind(&docs, "ClusterRole")
+            .iter()
+            .all(|r| !r.name().ends_with("-apiservices")),
+        "no right to patch APIServices it does not serve"
+    );
 }

@@ -99,6 +99,18 @@ impl LocalPrometheus {
     /// Backfills `openmetrics` (OpenMetrics text with timestamps in seconds, ending `# EOF`) and
     /// starts Prometheus on it.
     pub fn start(openmetrics: &str) -> Result<Self, LocalPrometheusError> {
+        Self::start_with_config(
+            openmetrics,
+            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
+        )
+    }
+
+    /// [`LocalPrometheus::start`] with `prometheus_yml` as its configuration (scrape jobs, for
+    /// a Prometheus that scrapes the adapter).
+    pub fn start_with_config(
+        openmetrics: &str,
+        prometheus_yml: &str,
+    ) -> Result<Self, LocalPrometheusError> {
         let prometheus = find_binary("prometheus")?;
         let promtool = find_binary("promtool")?;
         let dir = std::env::temp_dir().join(format!(
@@ -114,7 +126,7 @@ impl LocalPrometheus {
             let _ = std::fs::remove_dir_all(&dir);
             e
         };
-        Self::prepare(&dir, &promtool, openmetrics).map_err(cleanup_on_error)?;
+        Self::prepare(&dir, &promtool, openmetrics, prometheus_yml).map_err(cleanup_on_error)?;
         let port = free_port().map_err(cleanup_on_error)?;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         let watchdog = Command::new("sh")
@@ -170,14 +182,16 @@ stop"#,
         Ok(me)
     }
 
-    fn prepare(dir: &Path, promtool: &Path, openmetrics: &str) -> Result<(), LocalPrometheusError> {
+    fn prepare(
+        dir: &Path,
+        promtool: &Path,
+        openmetrics: &str,
+        prometheus_yml: &str,
+    ) -> Result<(), LocalPrometheusError> {
         let samples = dir.join("samples.om");
         std::fs::write(&samples, openmetrics).map_err(io("writing samples"))?;
-        std::fs::write(
-            dir.join("prometheus.yml"),
-            "global:\n  scrape_interval: 15s\nscrape_configs: []\n",
-        )
-        .map_err(io("writing prometheus.yml"))?;
+        std::fs::write(dir.join("prometheus.yml"), prometheus_yml)
+            .map_err(io("writing prometheus.yml"))?;
         let out = Command::new(promtool)
             .args(["tsdb", "create-blocks-from", "openmetrics"])
             .arg(&samples)

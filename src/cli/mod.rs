@@ -205,6 +205,9 @@ pub fn build_adapter(
         bail!("--metrics-max-age must not be less than --metrics-relist-interval");
     }
     let client = PrometheusClient::new(&prometheus_settings(&flags.prometheus))?;
+    crate::telemetry::metrics()
+        .query_timeout
+        .set(flags.prometheus.prometheus_query_timeout.as_secs_f64());
     let queries = Arc::new(SharedQueries::new(
         client.clone(),
         flags.query_cache_ttl,
@@ -466,7 +469,13 @@ async fn managed_serving_cert(
             namespace,
             secret: secret.clone(),
             service: flags.cert_service_name.clone(),
-            api_services: flags.cert_apiservices.clone(),
+            // `--cert-apiservices=` (none): while another adapter still owns them.
+            api_services: flags
+                .cert_apiservices
+                .iter()
+                .filter(|n| !n.trim().is_empty())
+                .cloned()
+                .collect(),
             cert_dir: flags.cert_dir.clone(),
             rotation_grace: flags.cert_ca_rotation_grace,
         },

@@ -65,9 +65,9 @@ impl Reloader {
         let last = std::fs::read(&path)
             .ok()
             .map(|b| sha2::Sha256::digest(&b).into());
-        crate::telemetry::metrics()
-            .config_last_reload_success
-            .set(unix_now());
+        let metrics = crate::telemetry::metrics();
+        metrics.config_last_reload_success.set(unix_now());
+        metrics.config_last_reload_successful.set(1);
         Reloader {
             path,
             strict,
@@ -105,13 +105,13 @@ impl Reloader {
                 Outcome::Refused(e)
             }
         };
+        let applied = outcome == Outcome::Applied;
+        metrics
+            .config_last_reload_successful
+            .set(i64::from(applied));
         crate::telemetry::Metrics::outcome(
             &metrics.config_reloads,
-            if outcome == Outcome::Applied {
-                "success"
-            } else {
-                "failure"
-            },
+            if applied { "success" } else { "failure" },
         );
         outcome
     }

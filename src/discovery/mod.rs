@@ -187,6 +187,9 @@ impl Discoverer {
     /// after each retry. `first_done` turns true after the first attempt, success or not.
     pub async fn run(mut self, first_done: watch::Sender<bool>) {
         let interval = self.settings.relist_interval;
+        crate::telemetry::metrics()
+            .relist_interval
+            .set(interval.as_secs() as i64);
         let trigger = self.relist_now.clone();
         loop {
             let started = std::time::Instant::now();

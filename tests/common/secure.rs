@@ -161,17 +161,26 @@ pub async fn try_start_with_config(
 ) -> Result<Server, String> {
     prom_metrics_adapter::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "adapter".to_string(),
+    let mut args = vec!["adapter".to_string()];
+    let overridden = |name: &str| extra.iter().any(|e| e.starts_with(&format!("{name}=")));
+    if !overridden("--prometheus-url") {
+        // Started only when needed: a test with a backend of its own starts no other.
+        args.push(format!("--prometheus-url={}", prometheus().url()));
+    }
+    // Defaults, unless `extra` sets the same flag.
+    for default in [
         fake.flag(),
         "--bind-address=127.0.0.1".into(),
         "--secure-port=0".into(),
         format!("--cert-dir={}", dir.path().join("certs").display()),
-        format!("--prometheus-url={}", prometheus().url()),
         "--metrics-relist-interval=1h".into(),
         "--authentication-config-refresh-interval=1s".into(),
         "--cert-reload-interval=1s".into(),
-    ];
+    ] {
+        if !overridden(default.split('=').next().unwrap()) {
+            args.push(default);
+        }
+    }
     args.extend(extra.iter().cloned());
     let flags = ServerFlags::try_parse_from(args).unwrap();
     let raw = config::parse(config, "test").unwrap();
