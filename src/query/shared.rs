@@ -51,6 +51,26 @@ struct Inner<V> {
     inflight: Mutex<HashMap<String, Flight<V>>>,
     /// Good answers and when they were fetched, kept for the longer of the two windows.
     recent: quick_cache::sync::Cache<String, (Instant, V)>,
+    /// When answers past both windows were last dropped from `recent`.
+    last_sweep: Mutex<Instant>,
+}
+
+impl<V: Clone> Inner<V> {
+    /// Drops remembered answers older than `keep_for`, at most once per `keep_for`. The
+    /// capacity bound alone would let a stream of distinct queries (pods come and go, so the
+    /// rendered queries change) hold thousands of answers that no request can use any more:
+    /// memory that grows for hours before the bound is reached.
+    fn sweep(&self, keep_for: Duration) {
+        let keep_for = keep_for.max(Duration::from_millis(50));
+        {
+            let mut last = self.last_sweep.lock().unwrap_or_else(|p| p.into_inner());
+            if last.elapsed() < keep_for {
+                return;
+            }
+            *last = Instant::now();
+        }
+        self.recent.retain(|_, (at, _)| at.elapsed() < keep_for);
+    }
 }
 
 /// Single-flight, reuse and last-known-good for one kind of answer.
@@ -77,6 +97,7 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
             inner: Arc::new(Inner {
                 inflight: Mutex::new(HashMap::new()),
                 recent: quick_cache::sync::Cache::new(capacity.max(1)),
+                last_sweep: Mutex::new(Instant::now()),
             }),
             reuse_for,
             stale_for,
@@ -113,13 +134,15 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
                 None => {
                     let inner = self.inner.clone();
                     let owned_key = key.to_string();
-                    let remember = !self.reuse_for.is_zero() || !self.stale_for.is_zero();
+                    let keep_for = self.reuse_for.max(self.stale_for);
+                    let remember = !keep_for.is_zero();
                     let call = fetch();
                     let flight = async move {
                         let result = call.await;
                         // Remember before leaving the in-flight map, so a request arriving in
                         // between finds one or the other.
                         if remember && let Ok(value) = &result {
+                            inner.sweep(keep_for);
                             inner
                                 .recent
                                 .insert(owned_key.clone(), (Instant::now(), value.clone()));
@@ -316,5 +339,25 @@ mod tests {
         assert!(matches!(f, Freshness::Stale(age) if age < Duration::from_millis(300)));
         tokio::time::sleep(Duration::from_millis(350)).await;
         assert!(c.get("q", || async { Err(failure()) }).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn answers_past_both_windows_are_dropped_not_kept_until_the_capacity_bound() {
+        let c: Coalescer<u32> = Coalescer::new(Duration::from_millis(60), Duration::ZERO, 10_000);
+        for i in 0..100 {
+            c.get(&format!("q{i}"), || async { Ok(1) }).await.unwrap();
+        }
+        assert_eq!(c.inner.recent.len(), 100);
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        c.get("fresh", || async { Ok(2) }).await.unwrap();
+        assert_eq!(
+            c.inner.recent.len(),
+            1,
+            "only the answer still in its window is kept"
+        );
+        assert_eq!(
+            c.get("fresh", || async { Ok(3) }).await.unwrap(),
+            (2, Freshness::Reused)
+        );
     }
 }
