@@ -491,12 +491,8 @@ fn can_backquote(s: &str) -> bool {
         .all(|c| c != '`' && c != '\u{7f}' && c != '\u{feff}' && (c >= ' ' || c == '\t'))
 }
 
-/// Go's `strconv.Quote`.
-pub(super) fn go_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    append_quoted(&mut out, s.chars(), '"', false);
-    out
-}
+/// Go's `strconv.Quote`: the one the queries use.
+pub(super) use crate::rules::quote::go_quote;
 
 /// Go's `strconv` quoting of a string or rune with `quote` as the delimiter.
 fn append_quoted(
