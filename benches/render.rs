@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use prom_metrics_adapter::config;
-use prom_metrics_adapter::rules::query::{ObjectScope, render_custom};
+use prom_metrics_adapter::rules::query::{ObjectNames, ObjectScope, render_custom};
 use prom_metrics_adapter::rules::selector::Selector;
 use prom_metrics_adapter::rules::{RestMapper, compile};
 
@@ -45,7 +45,7 @@ fn render(c: &mut Criterion) {
                     ObjectScope {
                         namespace: Some(("namespace", "default")),
                         resource_label: "pod",
-                        names: black_box(names),
+                        names: ObjectNames::Listed(black_box(names)),
                     },
                     selector,
                 )
@@ -62,7 +62,7 @@ fn render(c: &mut Criterion) {
                 ObjectScope {
                     namespace: Some(("namespace", "default")),
                     resource_label: "pod",
-                    names: &one,
+                    names: ObjectNames::Listed(&one),
                 },
                 &s,
             )

@@ -547,3 +547,73 @@ async fn a_404_says_which_name_serves_a_series_and_what_a_typo_meant() {
         "the server could not find the metric cpu for pods"
     );
 }
+
+/// The API calls Prometheus has answered, by its own `prometheus_http_requests_total`.
+async fn prometheus_api_calls(url: &str) -> f64 {
+    let text = common::metrics_text(url).await;
+    common::scrape(&text)
+        .samples
+        .into_iter()
+        .filter(|s| s.metric == "prometheus_http_requests_total")
+        .filter(|s| {
+            s.labels
+                .get("handler")
+                .is_some_and(|h| h.starts_with("/api/"))
+        })
+        .map(|s| match s.value {
+            prometheus_parse::Value::Counter(v) | prometheus_parse::Value::Untyped(v) => v,
+            _ => 0.0,
+        })
+        .sum()
+}
+
+#[tokio::test]
+async fn a_wildcard_request_in_standalone_mode_is_one_backend_call() {
+    // A Prometheus of its own: the other tests' calls must not move its counters.
+    let prom = prom_metrics_adapter::cli::local_prometheus::LocalPrometheus::start(
+        &common::fixture_samples(),
+    )
+    .expect("start Prometheus");
+    let a = adapter(prom.url()).await;
+    let paths = [
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second?labelSelector=app%3Dweb",
+        "/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/worker_busy_threads?metricLabelSelector=pool%3Dio",
+        "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/*/flask_http_request_per_second?labelSelector=app+in+(worker)",
+    ];
+    let expected: [&[&str]; 4] = [
+        &["web-1", "web-2", "worker-1"],
+        &["web-1", "web-2"],
+        &["web-1", "worker-1"],
+        &["worker-1"],
+    ];
+    for (path, pods) in paths.iter().zip(expected) {
+        let before = prometheus_api_calls(prom.url()).await;
+        let (code, body) = a.get(path).await;
+        assert_eq!(code, 200, "{path}: {body}");
+        let got: Vec<&str> = items(&body)
+            .iter()
+            .map(|i| i["describedObject"]["name"].as_str().unwrap())
+            .collect();
+        assert_eq!(got, pods, "{path}");
+        // Prometheus counts a call once its handler returns, which can be just after the answer
+        // reached us: wait for the first call to show.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        let mut calls = prometheus_api_calls(prom.url()).await - before;
+        while calls < 1.0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            calls = prometheus_api_calls(prom.url()).await - before;
+        }
+        // A second call, if there were one, would be counted by now.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let calls = prometheus_api_calls(prom.url()).await - before;
+        assert_eq!(calls, 1.0, "{path} made {calls} backend calls");
+    }
+    // The answers are the ones the series lookup gave: the pool=io threads per pod.
+    let (_, body) = a.get(paths[2]).await;
+    let values: Vec<&str> = items(&body)
+        .iter()
+        .map(|i| i["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(values, ["1", "3"]);
+}

@@ -3,7 +3,9 @@
 
 use prom_metrics_adapter::api::request::{check_namespace, check_object_name};
 use prom_metrics_adapter::config;
-use prom_metrics_adapter::rules::query::{ObjectScope, render_custom, render_external};
+use prom_metrics_adapter::rules::query::{
+    ObjectNames, ObjectScope, render_custom, render_external,
+};
 use prom_metrics_adapter::rules::selector::Selector;
 use prom_metrics_adapter::rules::{CompiledConfig, RestMapper, compile};
 use promql_parser::label::MatchOp;
@@ -170,8 +172,16 @@ proptest! {
         if let Ok(query) = render_custom(rule, "x", ObjectScope {
             namespace: Some(("namespace", &ns)),
             resource_label: "pod",
-            names: &names,
+            names: ObjectNames::Listed(&names),
         }, &selector) {
+            assert_namespace_kept(&query, "x", &ns);
+        }
+        // Standalone `*`: the same selector as the object selector, in the same matcher list.
+        if let Ok(query) = render_custom(rule, "x", ObjectScope {
+            namespace: Some(("namespace", &ns)),
+            resource_label: "pod",
+            names: ObjectNames::Matching(&selector),
+        }, &Selector::default()) {
             assert_namespace_kept(&query, "x", &ns);
         }
     }
@@ -252,8 +262,15 @@ proptest! {
         if let Ok(query) = render_custom(rule, "x", ObjectScope {
             namespace: Some((label, &ns)),
             resource_label: "pod",
-            names: &names,
+            names: ObjectNames::Listed(&names),
         }, &selector) {
+            assert_label_kept(&query, "x", label, &ns);
+        }
+        if let Ok(query) = render_custom(rule, "x", ObjectScope {
+            namespace: Some((label, &ns)),
+            resource_label: "pod",
+            names: ObjectNames::Matching(&selector),
+        }, &Selector::default()) {
             assert_label_kept(&query, "x", label, &ns);
         }
         let external: Vec<_> = cfg.external_rules.iter().filter(|r| r.resources.namespaced() && r.namespace_label.is_some()).collect();

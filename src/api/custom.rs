@@ -18,9 +18,10 @@ use super::types::{
 use super::{AppState, format_timestamp, unix_now};
 use crate::discovery::{CustomMetric, CustomMetricKey, Registry};
 use crate::query::QueryResult;
-use crate::query::objects::ListRequest;
+use crate::query::objects::{ListRequest, answers_in_one_call};
 use crate::query::values::{keep_namespace, to_quantity, values_by_label};
-use crate::rules::query::{ObjectScope, render_custom};
+use crate::rules::query::{ObjectNames, ObjectScope, render_custom};
+use crate::rules::selector::is_dns1123_subdomain;
 use crate::rules::{GroupResource, ResourceInfo};
 
 /// The API group.
@@ -170,7 +171,13 @@ async fn answer(
         None => None,
     };
 
-    let names: Vec<String> = if path.name == "*" {
+    // Standalone `*`: the answer names the objects, so the series need not be listed first.
+    let from_answer = path.name == "*"
+        && app.objects.from_series()
+        && answers_in_one_call(&metric.rule, &params.label_selector);
+    let names: Vec<String> = if from_answer {
+        Vec::new()
+    } else if path.name == "*" {
         let mut names = app
             .objects
             .list(ListRequest {
@@ -199,7 +206,11 @@ async fn answer(
         ObjectScope {
             namespace,
             resource_label,
-            names: &names,
+            names: if from_answer {
+                ObjectNames::Matching(&params.label_selector)
+            } else {
+                ObjectNames::Listed(&names)
+            },
         },
         &params.metric_label_selector,
     )
@@ -230,6 +241,27 @@ async fn answer(
         crate::telemetry::metrics().namespace_mismatch(&metric.rule.label(), dropped);
     }
     let values = values_by_label(&samples, resource_label);
+    let names = if from_answer {
+        // Label values that are not Kubernetes names could not name an object.
+        let mut names: Vec<String> = values
+            .keys()
+            .filter(|name| is_dns1123_subdomain(name))
+            .filter(|name| {
+                params
+                    .field_name
+                    .as_deref()
+                    .is_none_or(|only| only == **name)
+            })
+            .map(|name| name.to_string())
+            .collect();
+        names.sort_unstable();
+        if names.is_empty() {
+            return Err(not_found(&path.metric, &gr.to_string()));
+        }
+        names
+    } else {
+        names
+    };
     let mut items = Vec::with_capacity(names.len());
     for name in &names {
         let Some(v) = values.get(name.as_str()) else {

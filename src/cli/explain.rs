@@ -17,7 +17,7 @@ use crate::config;
 use crate::discovery::{CustomMetricKey, Discoverer, DiscoverySettings, Registry};
 use crate::query::objects::{ListRequest, ObjectLister, SeriesObjectLister};
 use crate::query::{PrometheusClient, QueryResult};
-use crate::rules::query::{ObjectScope, render_custom, render_external};
+use crate::rules::query::{ObjectNames, ObjectScope, render_custom, render_external};
 use crate::rules::{self, RestMapper};
 
 /// Explains one request against a live Prometheus (standalone semantics: `*` resolves to the
@@ -167,7 +167,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                                 ObjectScope {
                                     namespace: ns,
                                     resource_label: label,
-                                    names: &names,
+                                    names: ObjectNames::Listed(&names),
                                 },
                                 &params.metric_label_selector,
                             )

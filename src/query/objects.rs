@@ -5,6 +5,11 @@
 //! mode there is no cluster: the objects are the values of the resource label among the metric's
 //! own series, and `labelSelector` is applied to those series' labels. This is a documented
 //! limitation: pod labels such as `app` only match when Prometheus attached them to the series.
+//!
+//! Standalone mode normally needs no listing at all: the query is rendered for every object
+//! whose series match the selector ([`crate::rules::query::ObjectNames::Matching`]) and the
+//! objects are those in the answer, one backend call in all. [`answers_in_one_call`] says when
+//! that is exact; otherwise the series are listed first, as here.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -15,9 +20,9 @@ use futures_util::future::BoxFuture;
 
 use super::prometheus::PrometheusError;
 use super::shared::SharedQueries;
-use crate::rules::ResourceInfo;
 use crate::rules::quote::go_quote;
 use crate::rules::selector::{Selector, is_dns1123_subdomain};
+use crate::rules::{CompiledRule, ResourceInfo};
 
 /// What to list.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +108,17 @@ impl SeriesObjectLister {
     }
 }
 
+/// Whether a standalone `*` request for `rule` can find its objects in the query's own answer.
+///
+/// The selector must become PromQL matchers, and the template must place them
+/// (`<<.LabelMatchers>>`); a template reading `<<.LabelValuesByName>>` expects the object names,
+/// which only a listing gives. Otherwise the series are listed first, as before.
+pub fn answers_in_one_call(rule: &CompiledRule, selector: &Selector) -> bool {
+    rule.metrics_query.uses_field("LabelMatchers")
+        && !rule.metrics_query.uses_field("LabelValuesByName")
+        && selector.to_prom_matchers().is_ok()
+}
+
 /// Where object lists come from.
 #[derive(Clone, Debug)]
 pub enum ObjectLister {
@@ -113,6 +129,12 @@ pub enum ObjectLister {
 }
 
 impl ObjectLister {
+    /// Whether objects come from the series (standalone mode), so that a query's answer can
+    /// name them.
+    pub fn from_series(&self) -> bool {
+        matches!(self, ObjectLister::Series(_))
+    }
+
     /// The Kubernetes lister, in cluster mode.
     pub fn kube(&self) -> Option<&dyn ClusterObjectLister> {
         match self {

@@ -42,8 +42,20 @@ pub struct ObjectScope<'a> {
     pub namespace: Option<(&'a str, &'a str)>,
     /// Label that holds the object names.
     pub resource_label: &'a str,
-    /// Object names; one gives `label="name"`, several `label=~"a|b"`.
-    pub names: &'a [String],
+    /// The objects, by name or by the labels of their series.
+    pub names: ObjectNames<'a>,
+}
+
+/// How a query picks its objects.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjectNames<'a> {
+    /// These objects: one gives `label="name"`, several `label=~"a|b"` (upstream's shape, and
+    /// cluster mode's, where the cluster said which objects exist).
+    Listed(&'a [String]),
+    /// Every object that has series matching the object selector: the selector's matchers and
+    /// `label!=""`. Standalone mode answers `*` this way, so one backend call both finds the
+    /// objects and computes their values.
+    Matching(&'a Selector),
 }
 
 /// A matcher list under construction, with the values each label was given.
@@ -67,6 +79,14 @@ impl Matchers {
     fn push_eq(&mut self, label: &str, value: &str) {
         self.exprs.push(format!("{label}={}", go_quote(value)));
         self.values.insert(label.to_string(), value.to_string());
+    }
+
+    fn push_selector(&mut self, selector: &Selector) -> Result<(), SelectorError> {
+        for m in selector.to_prom_matchers()? {
+            self.exprs.push(m.to_string());
+            self.values.insert(m.label, m.value);
+        }
+        Ok(())
     }
 
     fn push_names(&mut self, label: &str, names: &[String]) {
@@ -112,10 +132,17 @@ pub fn render_custom(
     metric_selector: &Selector,
 ) -> Result<String, QueryBuildError> {
     let mut m = Matchers::from_selector(metric_selector)?;
+    if let ObjectNames::Matching(objects) = scope.names {
+        // Before the namespace matcher, so that the namespace's value is the one written last.
+        m.push_selector(objects)?;
+    }
     if let Some((label, namespace)) = scope.namespace {
         m.push_eq(label, namespace);
     }
-    m.push_names(scope.resource_label, scope.names);
+    match scope.names {
+        ObjectNames::Listed(names) => m.push_names(scope.resource_label, names),
+        ObjectNames::Matching(_) => m.exprs.push(format!("{}!=\"\"", scope.resource_label)),
+    }
     render(rule, series, m, vec![scope.resource_label.to_string()])
 }
 
@@ -162,7 +189,7 @@ mod tests {
             ObjectScope {
                 namespace: Some(("namespace", "default")),
                 resource_label: "pod",
-                names: &pods,
+                names: ObjectNames::Listed(&pods),
             },
             &Selector::parse("method=GET").unwrap(),
         )
@@ -183,12 +210,54 @@ mod tests {
             ObjectScope {
                 namespace: None,
                 resource_label: "pod",
-                names: &pods,
+                names: ObjectNames::Listed(&pods),
             },
             &Selector::default(),
         )
         .unwrap();
         assert_eq!(q, r#"pod="p1" p1 [pod]"#);
+    }
+
+    #[test]
+    fn matching_objects_renders_the_object_selector_then_namespace_then_any_name() {
+        let r = rule("sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)");
+        let objects = Selector::parse("app=web,tier in (a,b)").unwrap();
+        let q = render_custom(
+            &r,
+            "flask_http_request_total",
+            ObjectScope {
+                namespace: Some(("namespace", "default")),
+                resource_label: "pod",
+                names: ObjectNames::Matching(&objects),
+            },
+            &Selector::parse("method=GET").unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum(rate(flask_http_request_total{method="GET",app="web",tier=~"a|b",namespace="default",pod!=""}[2m])) by (pod)"#
+        );
+    }
+
+    #[test]
+    fn an_object_selector_naming_the_namespace_cannot_widen_a_matching_query() {
+        let r = rule("<<.LabelMatchers>>|<<index .LabelValuesByName \"namespace\">>");
+        let objects = Selector::parse("namespace=other").unwrap();
+        let q = render_custom(
+            &r,
+            "s",
+            ObjectScope {
+                namespace: Some(("namespace", "default")),
+                resource_label: "pod",
+                names: ObjectNames::Matching(&objects),
+            },
+            &Selector::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"namespace="other",namespace="default",pod!=""|default"#
+        );
     }
 
     #[test]
@@ -201,7 +270,7 @@ mod tests {
             ObjectScope {
                 namespace: Some(("namespace", "team-a")),
                 resource_label: "pod",
-                names: &pods,
+                names: ObjectNames::Listed(&pods),
             },
             &Selector::parse("namespace in (team-b,team-c)").unwrap(),
         )
