@@ -569,3 +569,103 @@ async fn the_audit_log_records_what_the_policy_asks_for_field_by_field() {
         json!({"metadata": {}, "status": "Failure", "message": "Unauthorized", "reason": "Unauthorized", "code": 401})
     );
 }
+
+#[tokio::test]
+async fn a_cpu_profile_is_served_to_whom_rbac_allows_and_pprof_decodes_it() {
+    use pprof::protos::Message as _;
+    let (fake, _, _, s) = setup().await;
+    fake.state.rbac.lock().unwrap().add_yaml(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: profiler}\n\
+         rules:\n- nonResourceURLs: [\"/debug/pprof/*\"]\n  verbs: [get]\n",
+        "profiler role",
+    );
+    fake.state.rbac.lock().unwrap().add_yaml(
+        &cluster_role_binding("dave-profiles", "profiler", "User", "dave"),
+        "dave's binding",
+    );
+    fake.state
+        .tokens
+        .lock()
+        .unwrap()
+        .insert("dave-token".into(), ("dave".into(), vec![]));
+    let url = s.url("/debug/pprof/profile?seconds=1");
+    // Anonymous and a user without the grant (alice may read metrics, not profiles): refused.
+    let (code, _) = get(&client(None), &url, &[]).await.unwrap();
+    assert_eq!(code, 403);
+    let (code, body) = get(
+        &client(None),
+        &url,
+        &[("Authorization", "Bearer good-token")],
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 403, "{body}");
+    let take = |query: &'static str| {
+        let c = client(None);
+        let url = s.url(&format!("/debug/pprof/profile?{query}"));
+        async move {
+            let resp = c.get(url).bearer_auth("dave-token").send().await.unwrap();
+            let status = resp.status().as_u16();
+            let kind = resp.headers()["content-type"].to_str().unwrap().to_string();
+            (status, kind, resp.bytes().await.unwrap())
+        }
+    };
+    // CPU work to sample, until the profile is back.
+    let under_load = |query: &'static str| async move {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let busy = tokio::task::spawn_blocking({
+            let stop = stop.clone();
+            move || {
+                let mut x = 0u64;
+                // Mostly arithmetic: samples that land in the vDSO's clock are dropped.
+                while !stop.load(Ordering::Relaxed) {
+                    for _ in 0..100_000 {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                }
+                x
+            }
+        });
+        let answer = take(query).await;
+        stop.store(true, Ordering::Relaxed);
+        busy.await.unwrap();
+        answer
+    };
+    let (code, kind, body) = under_load("seconds=1").await;
+    assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(kind, "application/octet-stream");
+    let profile = pprof::protos::Profile::decode(body.as_ref()).expect("a pprof protobuf");
+    // profile.proto: string 0 is "", sample types name strings of the table.
+    assert_eq!(profile.string_table[0], "");
+    let types: Vec<(&str, &str)> = profile
+        .sample_type
+        .iter()
+        .map(|t| {
+            (
+                profile.string_table[t.ty as usize].as_str(),
+                profile.string_table[t.unit as usize].as_str(),
+            )
+        })
+        .collect();
+    assert!(types.contains(&("cpu", "nanoseconds")), "{types:?}");
+    assert!(!profile.sample.is_empty(), "no samples in a busy second");
+    assert!(
+        profile
+            .function
+            .iter()
+            .all(|f| (f.name as usize) < profile.string_table.len())
+    );
+    let (code, kind, body) = under_load("seconds=1&format=svg").await;
+    assert_eq!(code, 200);
+    assert_eq!(kind, "image/svg+xml");
+    assert!(
+        String::from_utf8_lossy(&body).contains("<svg"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Longer than the request timeout allows: a client error, not a cut-off answer.
+    let (code, _, body) = take("seconds=3600").await;
+    assert_eq!(code, 400, "{}", String::from_utf8_lossy(&body));
+}

@@ -9,6 +9,7 @@ pub mod discovery;
 pub mod error;
 pub mod external;
 pub mod openapi;
+pub mod profiling;
 pub mod request;
 pub mod resource;
 pub mod types;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub ready: AtomicBool,
     /// Set when shutdown begins: `/readyz` fails so endpoints and the aggregator move away.
     pub draining: Arc<AtomicBool>,
+    /// The longest CPU profile `/debug/pprof/profile` takes; `None` when `--profiling=false`.
+    pub profiling: Option<std::time::Duration>,
 }
 
 /// Current time as Unix seconds.
@@ -177,6 +180,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/openapi/v2", get(openapi_v2))
         .route("/openapi/v3", get(openapi_v3))
         .route("/openapi/v3/apis/{group}/{version}", get(openapi_v3_gv))
+        .route("/debug/pprof/profile", get(profiling::profile))
         .fallback(fallback)
         .with_state(state)
 }

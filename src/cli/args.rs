@@ -29,7 +29,6 @@ const IGNORED_FLAGS: &[(&str, bool)] = &[
     ("http2-max-streams-per-connection", true),
     ("permit-port-sharing", false),
     ("permit-address-sharing", false),
-    ("profiling", false),
     ("contention-profiling", false),
     ("debug-socket-path", true),
     ("enable-priority-and-fairness", false),
@@ -145,18 +144,19 @@ mod tests {
             "-",
             "/adapter",
         ]);
-        // The audit log flags are acted on; webhook and compression ones are not.
+        // The audit log flags and --profiling are acted on; webhook and compression ones are not.
         assert_eq!(
             args,
             [
                 "adapter",
+                "--profiling",
                 "--config=/etc/adapter/config.yaml",
                 "--audit-log-path",
                 "-",
                 "/adapter"
             ]
         );
-        assert_eq!(warnings.len(), 6);
+        assert_eq!(warnings.len(), 5);
         assert!(warnings[0].contains("--tls-sni-cert-key"));
     }
 

@@ -266,6 +266,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         objects,
         ready: true.into(),
         draining: Default::default(),
+        profiling: None,
     });
     let resp = api::router(state)
         .oneshot(axum::http::Request::get(&args.path).body(axum::body::Body::empty())?)

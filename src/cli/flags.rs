@@ -160,6 +160,11 @@ pub struct ServerFlags {
     #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = false)]
     pub standalone: bool,
 
+    /// Serve a CPU profile at `/debug/pprof/profile?seconds=N` (pprof protobuf, or a flame graph
+    /// with `&format=svg`), authorized like every non-resource path. On by default, as upstream.
+    #[arg(long, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", default_value_t = true)]
+    pub profiling: bool,
+
     /// kubeconfig for API discovery and object lists (cluster mode); in-cluster config or
     /// `$KUBECONFIG` when not given.
     #[arg(long)]

@@ -234,6 +234,10 @@ pub fn build_adapter(
         queries,
         ready: Default::default(),
         draining: Default::default(),
+        profiling: flags
+            .profiling
+            .then(|| api::profiling::longest_profile(flags.request_timeout))
+            .flatten(),
     });
     Ok(Adapter { state, discoverer })
 }
