@@ -313,6 +313,12 @@ async fn system_masters_needs_no_review() {
 #[tokio::test]
 async fn a_rotated_front_proxy_ca_in_the_configmap_applies_without_a_restart() {
     let (fake, client_ca, old_fp_ca, s) = setup().await;
+    // The old certificate is used, so its verified chain is remembered, before the rotation.
+    let old_fp = old_fp_ca.client("front-proxy-client", &[]);
+    let (code, _) = get(&client(Some(&old_fp)), &s.url(HPA_PATH), HPA_HEADERS)
+        .await
+        .unwrap();
+    assert_eq!(code, 200);
     let new_fp_ca = Ca::new("front-proxy-ca-2");
     *fake.state.auth_configmap.lock().unwrap() = Some(auth_configmap(&client_ca, &new_fp_ca));
     let new_fp = new_fp_ca.client("front-proxy-client", &[]);
@@ -327,11 +333,13 @@ async fn a_rotated_front_proxy_ca_in_the_configmap_applies_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(code, 200, "the new front-proxy CA was never accepted");
-    let old_fp = old_fp_ca.client("front-proxy-client", &[]);
     let (code, _) = get(&client(Some(&old_fp)), &s.url(HPA_PATH), HPA_HEADERS)
         .await
         .unwrap();
-    assert_eq!(code, 401, "the old CA must be refused");
+    assert_eq!(
+        code, 401,
+        "the old CA must be refused, even for a chain verified before the rotation"
+    );
 }
 
 #[tokio::test]

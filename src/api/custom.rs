@@ -269,7 +269,7 @@ async fn answer(
         };
         let value = to_quantity(
             v.value,
-            &format!("the value of {gr} {name} (query: {query})"),
+            format_args!("the value of {gr} {name} (query: {query})"),
         )
         .map_err(ApiError::Internal)?;
         items.push(Item {

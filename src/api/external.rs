@@ -93,7 +93,7 @@ pub async fn get_external_metric(
                         metric_name: metric.clone(),
                         value: to_quantity(
                             s.value,
-                            &format!("a sample of {metric} (query: {query})"),
+                            format_args!("a sample of {metric} (query: {query})"),
                         )
                         .map_err(ApiError::Internal)?,
                         timestamp: format_timestamp(s.timestamp),
@@ -105,7 +105,7 @@ pub async fn get_external_metric(
         }
         QueryResult::Scalar(s) => vec![ExternalMetricValue {
             metric_name: metric.clone(),
-            value: to_quantity(s.value, &format!("{metric} (query: {query})"))
+            value: to_quantity(s.value, format_args!("{metric} (query: {query})"))
                 .map_err(ApiError::Internal)?,
             timestamp: format_timestamp(s.timestamp),
             metric_labels: None,

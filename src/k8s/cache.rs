@@ -197,6 +197,44 @@ impl ObjectCache {
         }
     }
 
+    /// The names of the matching objects (no field selector) sorted by namespace and name, or
+    /// `None` while the cache has not synced. [`ObjectCache::objects`] without copying labels.
+    pub fn names(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        selector: &Selector,
+    ) -> Option<Vec<String>> {
+        let cache = self.cache_for(info, "");
+        if !cache.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let empty = Default::default();
+        let state = cache.store.state();
+        let mut matching: Vec<(&str, &str)> = state
+            .iter()
+            .filter(|o| match namespace {
+                Some(ns) if info.namespaced => o.metadata.namespace.as_deref() == Some(ns),
+                _ => true,
+            })
+            .filter(|o| selector.matches(o.metadata.labels.as_ref().unwrap_or(&empty)))
+            .filter_map(|o| {
+                Some((
+                    o.metadata.namespace.as_deref().unwrap_or_default(),
+                    o.metadata.name.as_deref()?,
+                ))
+            })
+            .filter(|(_, name)| crate::rules::selector::is_dns1123_subdomain(name))
+            .collect();
+        matching.sort_unstable();
+        Some(
+            matching
+                .into_iter()
+                .map(|(_, name)| name.to_string())
+                .collect(),
+        )
+    }
+
     /// The matching objects sorted by namespace and name, or `None` while the cache has not
     /// synced (the caller then LISTs). `fields` is a server-side field selector
     /// (`status.phase=Running`), part of the cache's identity. Starts the cache on first use.

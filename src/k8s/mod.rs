@@ -276,6 +276,10 @@ impl KubeObjectLister {
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Result<Vec<String>, K8sError> {
+        // From the cache without copying labels: a `*` request needs names only.
+        if let Some(names) = self.cache.names(resource, namespace, selector) {
+            return Ok(names);
+        }
         Ok(self
             .objects(resource, namespace, selector, "")
             .await?
@@ -330,6 +334,19 @@ impl KubeObjectLister {
 }
 
 impl ClusterObjectLister for KubeObjectLister {
+    fn names<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Vec<String>, ListError>> {
+        Box::pin(async move {
+            KubeObjectLister::list(self, resource, namespace, selector)
+                .await
+                .map_err(ListError::from)
+        })
+    }
+
     fn objects<'a>(
         &'a self,
         resource: &'a ResourceInfo,

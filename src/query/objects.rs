@@ -68,6 +68,21 @@ pub trait ClusterObjectLister: fmt::Debug + Send + Sync {
         selector: &'a Selector,
         fields: &'a str,
     ) -> BoxFuture<'a, Result<Vec<ObjectMeta>, ListError>>;
+
+    /// The names of [`ClusterObjectLister::objects`] with no field selector, sorted: all a `*`
+    /// request needs, so an implementation can skip copying labels.
+    fn names<'a>(
+        &'a self,
+        resource: &'a ResourceInfo,
+        namespace: Option<&'a str>,
+        selector: &'a Selector,
+    ) -> BoxFuture<'a, Result<Vec<String>, ListError>> {
+        Box::pin(async move {
+            self.objects(resource, namespace, selector, "")
+                .await
+                .map(|objects| objects.into_iter().map(|o| o.name).collect())
+        })
+    }
 }
 
 /// Lists objects from the series themselves (standalone mode).
@@ -148,14 +163,8 @@ impl ObjectLister {
         match self {
             ObjectLister::Series(l) => l.list(req).await.map_err(|e| e.to_string()),
             ObjectLister::Kube(l) => l
-                .objects(
-                    req.resource,
-                    req.namespace.map(|(_, ns)| ns),
-                    req.selector,
-                    "",
-                )
+                .names(req.resource, req.namespace.map(|(_, ns)| ns), req.selector)
                 .await
-                .map(|objects| objects.into_iter().map(|o| o.name).collect())
                 .map_err(|e| e.to_string()),
         }
     }

@@ -48,8 +48,10 @@ pub fn keep_namespace(samples: &mut Vec<Sample>, label: &str, namespace: &str) -
 }
 
 /// Formats a value as a Kubernetes quantity; NaN becomes `0`, infinities and values beyond
-/// any quantity are errors that name `what`.
-pub fn to_quantity(value: f64, what: &str) -> Result<String, String> {
+/// any quantity are errors that name `what`. `what` is only formatted for an error: it names
+/// the query, and formatting that for each of a list's items was a measurable share of a
+/// request.
+pub fn to_quantity(value: f64, what: impl std::fmt::Display) -> Result<String, String> {
     if value.is_nan() {
         return Ok("0".into());
     }

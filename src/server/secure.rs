@@ -62,12 +62,10 @@ pub async fn authenticate(
     if sec.authz.always_allowed(req.uri().path()) {
         return next.run(req).await;
     }
-    let peer_certs: Vec<Vec<u8>> = req
-        .extensions()
-        .get::<Arc<TlsInfo>>()
-        .map(|i| i.peer_certificates.clone())
-        .unwrap_or_default();
-    match sec.authn.authenticate(&peer_certs, req.headers()).await {
+    // The connection's, shared: not copied per request.
+    let tls = req.extensions().get::<Arc<TlsInfo>>().cloned();
+    let peer_certs = tls.as_deref().map_or(&[][..], |i| &i.peer_certificates[..]);
+    match sec.authn.authenticate(peer_certs, req.headers()).await {
         Ok(user) => {
             req.extensions_mut().insert(user);
             next.run(req).await

@@ -33,6 +33,9 @@ pub const PODS: &[Pod] = &[
     ("other", "web-9", &[("app", "web")]),
 ];
 
+/// A pod added at run time: (namespace, name, labels).
+pub type OwnedPod = (String, String, Vec<(String, String)>);
+
 /// Knobs and counters of the fake.
 pub struct FakeState {
     /// Answer aggregated discovery requests with 406, as servers before 1.26 do.
@@ -73,6 +76,8 @@ pub struct FakeState {
     pub token_reviews: AtomicUsize,
     /// SubjectAccessReview specs seen.
     pub access_reviews: std::sync::Mutex<Vec<Value>>,
+    /// Pods listed after [`PODS`] (benchmarks add hundreds).
+    pub more_pods: std::sync::Mutex<Vec<OwnedPod>>,
 }
 
 impl Default for FakeState {
@@ -99,6 +104,7 @@ impl Default for FakeState {
             resource_version: AtomicUsize::new(1000),
             token_reviews: AtomicUsize::new(0),
             access_reviews: Default::default(),
+            more_pods: Default::default(),
         }
     }
 }
@@ -314,8 +320,21 @@ async fn list_pods(
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=PartialObjectMetadataList"));
-    let items: Vec<Value> = PODS
+    let more = st.more_pods.lock().unwrap().clone();
+    let pods = PODS
         .iter()
+        .map(|(ns, name, labels)| (*ns, *name, labels.to_vec()))
+        .chain(more.iter().map(|(ns, name, labels)| {
+            (
+                ns.as_str(),
+                name.as_str(),
+                labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect(),
+            )
+        }));
+    let items: Vec<Value> = pods
         .filter(|(pns, _, _)| ns.as_deref().is_none_or(|ns| ns == *pns))
         .filter(|(_, _, labels)| {
             let map: BTreeMap<String, String> =
@@ -323,7 +342,7 @@ async fn list_pods(
             selector.matches(&map)
         })
         .map(|(pns, name, labels)| {
-            let meta = pod_metadata(pns, name, labels);
+            let meta = pod_metadata(pns, name, &labels);
             if metadata_only {
                 json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta})
             } else {

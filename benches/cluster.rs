@@ -1,0 +1,457 @@
+//! The HPA's request in cluster mode (issue 13, point 3), against the Prometheus it queries.
+//!
+//! A real Prometheus holds 50 and 500 pods' request counters; the fake Kubernetes API of
+//! `tests/common` serves those pods (list and watch), the authentication ConfigMap and RBAC;
+//! the adapter runs as its own process (release build) in cluster mode with the chart's default
+//! rules, and is called as the aggregator calls it: HTTPS, the front-proxy client certificate,
+//! the HPA controller's identity in `X-Remote-*` headers, protobuf-first `Accept`,
+//! `pods/%2A/…?labelSelector=app%3Dbench`. The load generator is `oha` (installed from
+//! crates.io under `target/bench-tools` on first use), which sends the same PromQL straight to
+//! Prometheus for the comparison.
+//!
+//! Prints, per pod count: p50/p99 at one client for both and what the adapter adds, requests/s
+//! at 16 clients for both and the adapter's share, the adapter's CPU per 1,000 requests, and
+//! its RSS idle (after start-up and one relist) and at the peak of the load. `--query-cache-ttl`
+//! is 0 so that every request is computed; identical requests in flight are still shared.
+//!
+//! `cargo bench --bench cluster`; under `cargo test` it checks the request path once (no oha).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use common::fake_kube::FakeKube;
+use common::secure::{Ca, HPA_HEADERS, auth_configmap};
+use prom_metrics_adapter::cli::local_prometheus::LocalPrometheus;
+use serde_json::Value;
+
+const RULES: &str = include_str!("../tests/fixtures/compat/chart-default-rules.yaml");
+/// The chart's rules name `flask_http_request_total` `flask_http_request` (`as: ""`).
+const METRIC: &str = "flask_http_request";
+
+fn pod_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("bench-{n}-{i:03}")).collect()
+}
+
+/// Counters for each pod count's pods, every 15 s from 10 minutes ago to 15 minutes ahead.
+fn samples(sets: &[usize]) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut out = String::from("# TYPE flask_http_request counter\n");
+    for t in (now - 600..now + 900).step_by(15) {
+        for &n in sets {
+            for (i, pod) in pod_names(n).iter().enumerate() {
+                out.push_str(&format!(
+                    "flask_http_request_total{{namespace=\"bench-{n}\",pod=\"{pod}\",app=\"bench\"}} {} {t}\n",
+                    (t - now + 600) * (i as i64 % 7 + 1)
+                ));
+            }
+        }
+    }
+    out.push_str("# EOF\n");
+    out
+}
+
+/// (utime + stime in seconds, VmRSS KiB, VmHWM KiB) of `pid`.
+fn usage(pid: u32) -> (f64, u64, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let after = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
+        .sum();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (ticks / clock_ticks(), field("VmRSS:"), field("VmHWM:"))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `oha`, installed under `target/bench-tools` when it is not on `PATH`.
+fn oha() -> Option<PathBuf> {
+    if Command::new("oha").arg("--version").output().is_ok() {
+        return Some("oha".into());
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-tools");
+    let bin = root.join("bin/oha");
+    if !bin.exists() {
+        eprintln!("installing oha into {} (once)…", root.display());
+        let ok = Command::new(env!("CARGO"))
+            .args(["install", "oha", "--locked", "--root"])
+            .arg(&root)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            return None;
+        }
+    }
+    Some(bin)
+}
+
+/// One oha run's figures.
+#[derive(Debug, Clone, Copy)]
+struct Run {
+    p50_ms: f64,
+    p99_ms: f64,
+    rate: f64,
+    requests: f64,
+    failed: f64,
+}
+
+/// Runs oha against `url` with `clients` for `amount` (`-n N` or `-z 10s`).
+fn load(oha: &Path, url: &str, clients: usize, amount: &[&str], tls: Option<&TlsFiles>) -> Run {
+    let mut cmd = Command::new(oha);
+    cmd.args(["--no-tui", "--output-format", "json", "-c"])
+        .arg(clients.to_string())
+        .args(amount);
+    if let Some(t) = tls {
+        cmd.arg("--insecure")
+            .arg("--cert")
+            .arg(&t.cert)
+            .arg("--key")
+            .arg(&t.key);
+        for (k, v) in HPA_HEADERS {
+            cmd.arg("-H").arg(format!("{k}: {v}"));
+        }
+        cmd.args(["-H", "Accept: application/vnd.kubernetes.protobuf, */*"]);
+    }
+    let out = cmd
+        .arg(url)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run oha");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "oha's output is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    });
+    let ok = v["statusCodeDistribution"]["200"].as_f64().unwrap_or(0.0);
+    let all: f64 = v["statusCodeDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_f64).sum())
+        .unwrap_or(0.0);
+    // `-z` stops the clock with requests in flight; oha counts those as aborted, not failed.
+    let errors: f64 = v["errorDistribution"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .filter(|(k, _)| !k.contains("deadline"))
+                .filter_map(|(_, v)| v.as_f64())
+                .sum()
+        })
+        .unwrap_or(0.0);
+    if let Some(m) = v["errorDistribution"].as_object()
+        && !m.is_empty()
+    {
+        eprintln!("oha errors: {m:?}");
+    }
+    Run {
+        p50_ms: v["latencyPercentiles"]["p50"].as_f64().unwrap_or(f64::NAN) * 1e3,
+        p99_ms: v["latencyPercentiles"]["p99"].as_f64().unwrap_or(f64::NAN) * 1e3,
+        rate: v["summary"]["requestsPerSec"].as_f64().unwrap_or(f64::NAN),
+        requests: all + errors,
+        failed: all - ok + errors,
+    }
+}
+
+struct TlsFiles {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+/// Prints the functions with the most CPU samples, by self and by cumulative (inclusive) count.
+fn summarize_profile(bytes: &[u8]) {
+    use pprof::protos::Message as _;
+    use std::collections::{HashMap, HashSet};
+    let Ok(p) = pprof::protos::Profile::decode(bytes) else {
+        eprintln!(
+            "the profile does not decode: {}",
+            String::from_utf8_lossy(bytes)
+        );
+        return;
+    };
+    let functions: HashMap<u64, &str> = p
+        .function
+        .iter()
+        .map(|f| (f.id, p.string_table[f.name as usize].as_str()))
+        .collect();
+    let locations: HashMap<u64, Vec<&str>> = p
+        .location
+        .iter()
+        .map(|l| {
+            let names = l
+                .line
+                .iter()
+                .map(|line| functions.get(&line.function_id).copied().unwrap_or("?"))
+                .collect();
+            (l.id, names)
+        })
+        .collect();
+    let (mut own, mut total, mut all) = (HashMap::new(), HashMap::new(), 0i64);
+    for s in &p.sample {
+        let count = s.value.first().copied().unwrap_or(0);
+        all += count;
+        let stack: Vec<&str> = s
+            .location_id
+            .iter()
+            .flat_map(|id| locations.get(id).cloned().unwrap_or_default())
+            .collect();
+        if let Some(leaf) = stack.first() {
+            *own.entry(*leaf).or_insert(0i64) += count;
+        }
+        for f in stack.iter().collect::<HashSet<_>>() {
+            *total.entry(*f).or_insert(0i64) += count;
+        }
+    }
+    for (label, map) in [("self", own), ("cumulative", total)] {
+        let mut v: Vec<_> = map.into_iter().collect();
+        v.sort_by_key(|entry| std::cmp::Reverse(entry.1));
+        println!("profile, top functions by {label} samples (of {all}):");
+        for (f, c) in v.into_iter().take(30) {
+            let short: String = f.chars().take(110).collect();
+            println!("  {:>5.1} %  {short}", c as f64 / all.max(1) as f64 * 100.0);
+        }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+#[tokio::main]
+async fn main() {
+    prom_metrics_adapter::install_crypto_provider();
+    let full = std::env::args().any(|a| a == "--bench");
+    // CLUSTER_PODS=500 (or 50,500…) picks the pod counts.
+    let sets: Vec<usize> = match std::env::var("CLUSTER_PODS") {
+        Ok(v) => v.split(',').filter_map(|n| n.trim().parse().ok()).collect(),
+        Err(_) if full => vec![50, 500],
+        Err(_) => vec![50],
+    };
+    let sets = &sets[..];
+    let data = samples(sets);
+    let prom = match tokio::task::spawn_blocking(move || LocalPrometheus::start(&data))
+        .await
+        .unwrap()
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("skipping the cluster bench: {e}");
+            return;
+        }
+    };
+    let fake = FakeKube::start().await;
+    let client_ca = Ca::new("client-ca");
+    let front_proxy_ca = Ca::new("front-proxy-ca");
+    *fake.state.auth_configmap.lock().unwrap() = Some(auth_configmap(&client_ca, &front_proxy_ca));
+    fake.state
+        .more_pods
+        .lock()
+        .unwrap()
+        .extend(sets.iter().flat_map(|&n| {
+            pod_names(n).into_iter().map(move |pod| {
+                (
+                    format!("bench-{n}"),
+                    pod,
+                    vec![("app".to_string(), "bench".to_string())],
+                )
+            })
+        }));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rules.yaml");
+    std::fs::write(&config, RULES).unwrap();
+    let (cert, key) = front_proxy_ca.client("front-proxy-client", &[]);
+    let tls = TlsFiles {
+        cert: dir.path().join("front-proxy.crt"),
+        key: dir.path().join("front-proxy.key"),
+    };
+    std::fs::write(&tls.cert, &cert).unwrap();
+    std::fs::write(&tls.key, &key).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Child(
+        Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+            .arg(fake.flag())
+            .args([
+                format!("--config={}", config.display()),
+                format!("--prometheus-url={}", prom.url()),
+                "--bind-address=127.0.0.1".into(),
+                format!("--secure-port={port}"),
+                format!("--cert-dir={}", dir.path().join("certs").display()),
+                "--metrics-relist-interval=1h".into(),
+                "--query-cache-ttl=0s".into(),
+                "--v=0".into(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the adapter"),
+    );
+    let pid = child.0.id();
+    let base = format!("https://127.0.0.1:{port}");
+    let identity = reqwest::Identity::from_pem(format!("{cert}{key}").as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .identity(identity)
+        .build()
+        .unwrap();
+    let mut ready = false;
+    for _ in 0..300 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status() == 200
+        {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the adapter never became ready");
+
+    let hpa_url = |n: usize| {
+        format!(
+            "{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/bench-{n}/pods/%2A/{METRIC}?labelSelector=app%3Dbench"
+        )
+    };
+    // The request path works, and answers one item per pod, before anything is timed.
+    for &n in sets {
+        let mut req = http
+            .get(hpa_url(n))
+            .header("Accept", "application/vnd.kubernetes.protobuf, */*");
+        for (k, v) in HPA_HEADERS {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(
+            body["items"].as_array().map(Vec::len),
+            Some(n),
+            "{n} pods: {body}"
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, idle_rss, _) = usage(pid);
+    println!(
+        "cluster mode, chart default rules: RSS idle {:.1} MiB (after start-up, one relist and one request per pod set)",
+        idle_rss as f64 / 1024.0
+    );
+    if !full {
+        return;
+    }
+    let Some(oha) = oha() else {
+        eprintln!("oha could not be installed: no load figures");
+        return;
+    };
+    println!(
+        "{:>5} | {:>19} | {:>19} | {:>19} | {:>12} | {:>13} | {:>6} | {:>15}",
+        "pods",
+        "direct p50/p99 ms",
+        "adapter p50/p99 ms",
+        "added p50/p99 ms",
+        "direct req/s",
+        "adapter req/s",
+        "share",
+        "adapter CPU-s/1k"
+    );
+    for &n in sets {
+        let query = format!(
+            "sum(rate(flask_http_request_total{{namespace=\"bench-{n}\",pod=~\"{}\"}}[5m])) by (pod)",
+            pod_names(n).join("|")
+        );
+        let direct_url = format!(
+            "{}/api/v1/query?query={}",
+            prom.url(),
+            percent_encoding::utf8_percent_encode(&query, percent_encoding::NON_ALPHANUMERIC)
+        );
+        let adapter_url = hpa_url(n);
+        // Warm both, then alternate rounds so that drift hits both alike.
+        load(&oha, &adapter_url, 4, &["-n", "400"], Some(&tls));
+        load(&oha, &direct_url, 4, &["-n", "400"], None);
+        let (mut d50, mut d99, mut a50, mut a99) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..3 {
+            let d = load(&oha, &direct_url, 1, &["-n", "1000"], None);
+            let a = load(&oha, &adapter_url, 1, &["-n", "1000"], Some(&tls));
+            assert_eq!(a.failed, 0.0, "adapter requests failed: {a:?}");
+            d50.push(d.p50_ms);
+            d99.push(d.p99_ms);
+            a50.push(a.p50_ms);
+            a99.push(a.p99_ms);
+        }
+        let direct16 = load(&oha, &direct_url, 16, &["-z", "10s"], None);
+        // With CLUSTER_PROFILE=1, the adapter's own CPU profile of this load, as
+        // system:masters (RBAC grants the HPA no profiles), summarized below.
+        let profile = (std::env::var_os("CLUSTER_PROFILE").is_some() && n == sets[0]).then(|| {
+            let req = http
+                .get(format!("{base}/debug/pprof/profile?seconds=8"))
+                .header("X-Remote-User", "bench")
+                .header("X-Remote-Group", "system:masters");
+            tokio::spawn(async move { req.send().await.unwrap().bytes().await.unwrap() })
+        });
+        let (cpu_before, _, _) = usage(pid);
+        let adapter16 = load(&oha, &adapter_url, 16, &["-z", "10s"], Some(&tls));
+        let (cpu_after, _, _) = usage(pid);
+        if let Some(p) = profile {
+            summarize_profile(&p.await.unwrap());
+        }
+        assert_eq!(
+            adapter16.failed, 0.0,
+            "adapter requests failed: {adapter16:?}"
+        );
+        let (d50, d99, a50, a99) = (median(d50), median(d99), median(a50), median(a99));
+        println!(
+            "{n:>5} | {d50:>8.3} / {d99:>8.3} | {a50:>8.3} / {a99:>8.3} | {:>8.3} / {:>8.3} | {:>12.0} | {:>13.0} | {:>5.0}% | {:>15.3}",
+            a50 - d50,
+            a99 - d99,
+            direct16.rate,
+            adapter16.rate,
+            adapter16.rate / direct16.rate * 100.0,
+            (cpu_after - cpu_before) / adapter16.requests * 1000.0,
+        );
+    }
+    let (_, rss, hwm) = usage(pid);
+    println!(
+        "RSS idle {:.1} MiB, now {:.1} MiB, peak {:.1} MiB (goals: added p50 <= 0.5 ms and <= 0.3 CPU-s per 1,000 requests at 50 pods, share >= 80 %, RSS <= 12 MiB idle and <= 24 MiB peak)",
+        idle_rss as f64 / 1024.0,
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0
+    );
+    drop(child);
+}
