@@ -5,7 +5,6 @@ pub mod check;
 pub mod demo;
 pub mod explain;
 pub mod flags;
-pub mod hpa;
 pub mod local_prometheus;
 pub mod reload;
 

@@ -1,4 +1,5 @@
-//! A small client for the Prometheus HTTP API: `/api/v1/series` and `/api/v1/query`.
+//! A small client for the Prometheus HTTP API: `/api/v1/series`, `/api/v1/query` and
+//! `/api/v1/query_range`.
 //!
 //! Hand-written rather than taken from a crate because the adapter needs full control over the
 //! verb (GET or POST form, as `--prometheus-verb`), timeouts, error bodies and, above all, a
@@ -21,7 +22,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use decode::{Envelope, error_from_body};
-pub use decode::{QueryResult, Sample, SeriesInfo, SeriesSet, decode_query, decode_series};
+pub use decode::{
+    QueryResult, RangeSeries, Sample, SeriesInfo, SeriesSet, decode_query, decode_query_range,
+    decode_series,
+};
 
 /// How requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -504,6 +508,53 @@ impl PrometheusClient {
         let status = resp.status();
         let body = self.read_body(&url, resp, self.query_timeout).await?;
         decode_query(&url, status.as_u16(), &body)
+    }
+
+    /// Runs a range query: `query` evaluated at `start`, `start + step`, … up to `end` (Unix
+    /// seconds), exactly as an instant query at each of those times would be.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, PrometheusError> {
+        let started = Instant::now();
+        let result = self.query_range_inner(query, start, end, step).await;
+        crate::telemetry::metrics().backend_call(
+            "/api/v1/query_range",
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    async fn query_range_inner(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, PrometheusError> {
+        let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
+        let step = format!("{:.3}", step.as_secs_f64());
+        let timeout = format!("{}ms", self.query_timeout.as_millis());
+        let (url, resp) = self
+            .send(
+                "/api/v1/query_range",
+                &[
+                    ("query", query),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", &step),
+                    ("timeout", &timeout),
+                ],
+                self.query_timeout,
+            )
+            .await?;
+        let status = resp.status();
+        let body = self.read_body(&url, resp, self.query_timeout).await?;
+        decode_query_range(&url, status.as_u16(), &body)
     }
 
     /// Lists the series matching `selector` with samples in `[start, end]`, keeping only names
