@@ -7,6 +7,7 @@ pub mod explain;
 pub mod flags;
 pub mod local_prometheus;
 pub mod reload;
+pub mod simulate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -47,6 +48,11 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             let mut sub = vec![format!("{} explain", args[0])];
             sub.extend(args.into_iter().skip(2));
             run_code(explain::run(sub))
+        }
+        Some("simulate") => {
+            let mut sub = vec![format!("{} simulate", args[0])];
+            sub.extend(args.into_iter().skip(2));
+            run_code(simulate::run(sub))
         }
         _ => run_async(server_main(args)),
     }
