@@ -94,8 +94,23 @@ fn history() -> String {
     gauge("flappy", &|t| {
         vec![("namespace=\"flap\",source=\"x\"".into(), flapping(t))]
     });
+    // The demo's samples too (its own series), for the command the demo prints.
+    let demo = prom_metrics_adapter::cli::demo::demo_samples(demo_from(), demo_from() + 1200);
+    out.push_str(demo.trim_end_matches("# EOF\n"));
     out.push_str("# EOF\n");
     out
+}
+
+/// Where the demo's samples start: as for a demo started now.
+fn demo_from() -> i64 {
+    static FROM: OnceLock<i64> = OnceLock::new();
+    *FROM.get_or_init(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64
+            - 15 * 60
+    })
 }
 
 fn prometheus() -> &'static LocalPrometheus {
@@ -589,4 +604,34 @@ fn match_expressions_select_like_match_labels() {
         .map(|s| (s.time / 1000 - t0(), s.decision.replicas))
         .collect();
     assert_eq!(by_time[&300], 4);
+}
+
+#[test]
+fn the_command_the_demo_prints_replays_its_queue_spike() {
+    let dir = tempfile::tempdir().unwrap();
+    let plot = dir.path().join("demo.svg").display().to_string();
+    let mut args =
+        prom_metrics_adapter::cli::demo::simulate_args(prometheus().url(), demo_from(), &plot);
+    args.extend(["-o".to_string(), "json".to_string()]);
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(&args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_str(&stdout).unwrap();
+    let replicas = |steps: &Value, from_sync: usize| -> Vec<i64> {
+        (from_sync..from_sync + 5)
+            .map(|k| steps[k]["replicas"].as_i64().unwrap())
+            .collect()
+    };
+    // The spike starts 3 minutes in: sync 12 of 15 s.
+    assert_eq!(replicas(&doc["steps"], 11), [1, 4, 8, 16, 30]);
+    assert_eq!(replicas(&doc["whatIf"]["steps"], 11), [1, 10, 30, 30, 30]);
+    assert!(std::fs::metadata(&plot).unwrap().len() > 10_000);
 }
