@@ -146,7 +146,7 @@ impl Controller {
                 "Current number of replicas below Spec.MinReplicas",
             )
         } else {
-            self.from_metrics(now, current, metrics)
+            self.decide_on_metrics(now, current, metrics)
         };
         if decision.replicas != current {
             self.history.record_scale(
@@ -159,7 +159,7 @@ impl Controller {
         decision
     }
 
-    fn from_metrics(&mut self, now: i64, current: i32, metrics: &[MetricResult]) -> Decision {
+    fn decide_on_metrics(&mut self, now: i64, current: i32, metrics: &[MetricResult]) -> Decision {
         // computeReplicasForMetrics: the highest proposal; the first error is what is reported.
         let mut best: Option<(i32, &str)> = None;
         let mut invalid = 0usize;

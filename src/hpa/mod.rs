@@ -8,7 +8,8 @@
 //!   `selectPolicy`, and the legacy limits of an HPA without `behavior`;
 //! - [`controller`]: one sync (bounds first, the highest of several metrics, invalid metrics,
 //!   normalization, scale events);
-//! - [`spec`]: an `autoscaling/v2` manifest read with the API's defaults, and `--what-if` edits;
+//! - [`spec`]: an `autoscaling/v2` manifest read with the API's defaults;
+//! - [`what_if`]: `--what-if 'path=value'` edits of a manifest;
 //! - [`replay`]: a metric history replayed sync by sync (`simulate`);
 //! - [`explain`]: one sync described step by step (`explain --hpa`).
 
@@ -19,6 +20,7 @@ pub mod quantity;
 pub mod replay;
 pub mod replicas;
 pub mod spec;
+pub mod what_if;
 
 pub use controller::{Controller, ControllerSettings, Decision};
 pub use replay::{Observed, ReplayInput, Step, replay};

@@ -20,6 +20,9 @@ fn draw_err(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("{e}")
 }
 
+/// One run's line in a metric panel: its segments, its target, its colour and a caption.
+type PanelLine = (Vec<Vec<(f64, f64)>>, f64, RGBColor, String);
+
 /// Minutes since the first sync, for the x axis.
 fn x_of(sim: &Simulation, t_ms: i64) -> f64 {
     (t_ms - sim.window.start_ms) as f64 / 60_000.0
@@ -218,7 +221,7 @@ pub fn svg(sim: &Simulation, path: &Path) -> anyhow::Result<()> {
 
     let panels = rest.split_evenly((metrics.len().max(1), 1));
     for (i, (metric, area)) in metrics.iter().zip(panels.iter()).enumerate() {
-        let mut lines: Vec<(Vec<Vec<(f64, f64)>>, f64, RGBColor, String)> = Vec::new();
+        let mut lines: Vec<PanelLine> = Vec::new();
         for (run, color, _) in &runs {
             let Some(m) = run.hpa.metrics.get(i) else {
                 continue;
