@@ -841,6 +841,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn range_queries_send_start_end_and_step_and_decode_matrices() {
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"q":"a"},"values":[[1,"2"],[16,"3"]]}]}}"#;
+        let (addr, server) = raw_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        let series = client_of(&addr, 1 << 20, 1 << 20)
+            .query_range("up", 1.0, 16.0, Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!(series[0].samples, [(1.0, 2.0), (16.0, 3.0)]);
+        let head = server.await.unwrap();
+        let first = head.lines().next().unwrap();
+        assert!(
+            first
+                .starts_with("GET /api/v1/query_range?query=up&start=1.000&end=16.000&step=15.000"),
+            "{first}"
+        );
+    }
+
+    #[tokio::test]
     async fn errors_never_show_url_credentials() {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
