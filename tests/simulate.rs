@@ -88,6 +88,26 @@ fn history() -> String {
         v.push(("namespace=\"other\",pod=\"web-a\"".into(), 10_000.0));
         v
     });
+    // cAdvisor's CPU counter: a quarter of a core per pod of the target (one core in all).
+    writeln!(out, "# TYPE container_cpu_usage_seconds counter").unwrap();
+    for &t in &times {
+        for p in PODS.iter().chain(&["api-1"]) {
+            let v = (t - times[0]) as f64 * 0.25;
+            writeln!(
+                out,
+                "container_cpu_usage_seconds_total{{namespace=\"web\",pod=\"{p}\",container=\"app\"}} {v} {t}"
+            )
+            .unwrap();
+        }
+    }
+    let mut gauge = |name: &str, series: &dyn Fn(i64) -> Vec<(String, f64)>| {
+        writeln!(out, "# TYPE {name} gauge").unwrap();
+        for &t in &times {
+            for (labels, v) in series(t) {
+                writeln!(out, "{name}{{{labels}}} {v} {t}").unwrap();
+            }
+        }
+    };
     gauge("kube_deployment_status_replicas", &|_| {
         vec![("namespace=\"web\",deployment=\"web\"".into(), 4.0)]
     });
@@ -130,6 +150,18 @@ externalRules:
 - seriesQuery: 'flappy{namespace!=""}'
   resources: {overrides: {namespace: {resource: namespace}}}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
+resourceRules:
+  cpu:
+    containerQuery: 'sum(rate(container_cpu_usage_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(rate(node_cpu_seconds_total{<<.LabelMatchers>>}[1m])) by (<<.GroupBy>>)'
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}}}
+    containerLabel: container
+  memory:
+    containerQuery: 'sum(container_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+    nodeQuery: 'sum(node_memory_working_set_bytes{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}, node: {resource: node}}}
+    containerLabel: container
+  window: 1m
 "#;
 
 const QUEUE_HPA: &str = r#"
@@ -634,4 +666,39 @@ fn the_command_the_demo_prints_replays_its_queue_spike() {
     assert_eq!(replicas(&doc["steps"], 11), [1, 4, 8, 16, 30]);
     assert_eq!(replicas(&doc["whatIf"]["steps"], 11), [1, 10, 30, 30, 30]);
     assert!(std::fs::metadata(&plot).unwrap().len() > 10_000);
+}
+
+const CPU_HPA: &str = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: web, namespace: web}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: web}
+  minReplicas: 2
+  maxReplicas: 10
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+"#;
+
+#[test]
+fn a_cpu_utilization_hpa_reads_resource_rules_and_the_pod_request() {
+    // One core in all; 500m requests at 50 %: 250m per pod, so 4 pods.
+    let sim = run(CPU_HPA, 5, &["--pod-request", "cpu=500m"]);
+    assert_eq!(series(&sim.base.steps, &[0, 15, 60, 300]), [4, 4, 4, 4]);
+    assert!(
+        sim.queries[0]
+            .1
+            .contains("container_cpu_usage_seconds_total"),
+        "{:?}",
+        sim.queries
+    );
+    // Without the request there is nothing to divide by: the metric is invalid, nothing moves.
+    let sim = run(CPU_HPA, 1, &[]);
+    assert!(sim.base.steps.iter().all(|s| s.decision.replicas == 2));
+    assert!(
+        sim.base.steps[0].decision.reason.contains("--pod-request"),
+        "{}",
+        sim.base.steps[0].decision.reason
+    );
 }
