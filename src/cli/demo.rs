@@ -10,7 +10,7 @@ pub const DEMO_CONFIG: &str = include_str!("../../config/demo.yaml");
 pub const DEMO_PODS: &[(&str, f64)] = &[("web-1", 2.0), ("web-2", 4.0), ("web-3", 6.0)];
 
 /// An HPA on the demo's `jobs` queue, for `simulate`.
-pub const DEMO_HPA: &str = include_str!("../../config/demo-hpa.yaml");
+pub const DEMO_HPA: &str = include_str!("../../config/hpa/demo-hpa.yaml");
 
 /// The `jobs` queue's backlog at `t`: 3,000 jobs from 3 to 8 minutes after `from`, else none
 /// (a spike for `simulate` to replay).
@@ -74,7 +74,7 @@ pub fn simulate_args(prometheus_url: &str, from: i64, plot: &str) -> Vec<String>
         "--config",
         "config/demo.yaml",
         "--hpa",
-        "config/demo-hpa.yaml",
+        "config/hpa/demo-hpa.yaml",
         "--prometheus-url",
         prometheus_url,
         "--from",

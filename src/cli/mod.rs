@@ -730,7 +730,7 @@ async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {
         .collect::<Vec<_>>()
         .join(" ");
     eprintln!(
-        "\nDemo Prometheus with generated samples: {url}\nAdapter (standalone, plain HTTP): {base}\n\nTry:\n  curl -s {base}/apis/custom.metrics.k8s.io/v1beta2\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second'\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-2/http_requests_in_flight'\n  curl -s '{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders'\n\nReplay the jobs queue's spike through an HPA (config/demo-hpa.yaml), from the repository root:\n  prom-metrics-adapter {simulate}\n\nCtrl-C stops both.\n",
+        "\nDemo Prometheus with generated samples: {url}\nAdapter (standalone, plain HTTP): {base}\n\nTry:\n  curl -s {base}/apis/custom.metrics.k8s.io/v1beta2\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second'\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-2/http_requests_in_flight'\n  curl -s '{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders'\n\nReplay the jobs queue's spike through an HPA (config/hpa/demo-hpa.yaml), from the repository root:\n  prom-metrics-adapter {simulate}\n\nCtrl-C stops both.\n",
         url = prometheus.url(),
     );
     let result = serve_adapter(
