@@ -11,10 +11,10 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::flags::{Output, RulesTarget};
-use super::hpa::{HpaSpec, MetricKind};
 use crate::api::{self, AppState, request};
 use crate::config;
 use crate::discovery::{CustomMetricKey, Discoverer, DiscoverySettings, Registry};
+use crate::hpa::explain::{HpaSpec, MetricKind};
 use crate::query::objects::{ListRequest, ObjectLister, SeriesObjectLister};
 use crate::query::{PrometheusClient, QueryResult};
 use crate::rules::query::{ObjectNames, ObjectScope, render_custom, render_external};

@@ -5,9 +5,9 @@ pub mod check;
 pub mod demo;
 pub mod explain;
 pub mod flags;
-pub mod hpa;
 pub mod local_prometheus;
 pub mod reload;
+pub mod simulate;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -48,6 +48,11 @@ pub fn main_with_args(args: Vec<String>) -> i32 {
             let mut sub = vec![format!("{} explain", args[0])];
             sub.extend(args.into_iter().skip(2));
             run_code(explain::run(sub))
+        }
+        Some("simulate") => {
+            let mut sub = vec![format!("{} simulate", args[0])];
+            sub.extend(args.into_iter().skip(2));
+            run_code(simulate::run(sub))
         }
         _ => run_async(server_main(args)),
     }
@@ -716,8 +721,20 @@ async fn demo_main(args: Vec<String>) -> anyhow::Result<()> {
     flags.metrics_max_age = Some(Duration::from_secs(20 * 60));
     let raw = config::parse(demo::DEMO_CONFIG, "embedded demo config")?;
     let base = format!("http://{}", flags.listen_address);
+    // The simulate example as a shell line; the one argument with quotes and brackets quoted.
+    let simulate = demo::simulate_args(prometheus.url(), now - 15 * 60, "simulate.svg")
+        .iter()
+        .map(|a| {
+            if a.contains('"') {
+                format!("'{a}'")
+            } else {
+                a.clone()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
     eprintln!(
-        "\nDemo Prometheus with generated samples: {url}\nAdapter (standalone, plain HTTP): {base}\n\nTry:\n  curl -s {base}/apis/custom.metrics.k8s.io/v1beta2\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second'\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-2/http_requests_in_flight'\n  curl -s '{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders'\n\nCtrl-C stops both.\n",
+        "\nDemo Prometheus with generated samples: {url}\nAdapter (standalone, plain HTTP): {base}\n\nTry:\n  curl -s {base}/apis/custom.metrics.k8s.io/v1beta2\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods/%2A/flask_http_request_per_second'\n  curl -s '{base}/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/web-2/http_requests_in_flight'\n  curl -s '{base}/apis/external.metrics.k8s.io/v1beta1/namespaces/default/queue_length?labelSelector=queue%3Dorders'\n\nReplay the jobs queue's spike through an HPA (config/hpa/demo-hpa.yaml), from the repository root:\n  prom-metrics-adapter {simulate}\n\nCtrl-C stops both.\n",
         url = prometheus.url(),
     );
     let result = serve_adapter(

@@ -108,19 +108,18 @@ fn matcher(label: &str, names: Option<&[String]>) -> (String, String) {
     }
 }
 
-async fn run(
-    client: &SharedQueries,
+fn render(
     which: &'static str,
     template: &crate::rules::template::Template,
     matchers: Vec<(String, String, String)>,
     group_by: Vec<String>,
-) -> Result<Vec<Sample>, ResourceError> {
+) -> Result<String, ResourceError> {
     let values: BTreeMap<String, String> = matchers
         .iter()
         .map(|(l, _, v)| (l.clone(), v.clone()))
         .collect();
     let label_matchers: Vec<&str> = matchers.iter().map(|(_, m, _)| m.as_str()).collect();
-    let query = template
+    template
         .render(&[
             ("Series", Value::Str(String::new())),
             ("LabelMatchers", Value::Str(label_matchers.join(","))),
@@ -131,8 +130,15 @@ async fn run(
         .map_err(|e| ResourceError::Query {
             rule: which,
             message: e.to_string(),
-        })?;
-    match client.query(&query).await {
+        })
+}
+
+async fn run(
+    client: &SharedQueries,
+    which: &'static str,
+    query: &str,
+) -> Result<Vec<Sample>, ResourceError> {
+    match client.query(query).await {
         Ok((answer, _)) => match &*answer {
             QueryResult::Vector(v) => Ok(v.clone()),
             other => Err(ResourceError::Query {
@@ -148,6 +154,61 @@ async fn run(
             message: format!("{e} (query: {query})"),
         }),
     }
+}
+
+/// A per-container pod usage query as the server renders it, with the labels of its answer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PodQuery {
+    /// The PromQL.
+    pub query: String,
+    /// The label naming the namespace.
+    pub namespace_label: String,
+    /// The label naming the pod.
+    pub pod_label: String,
+    /// The label naming the container.
+    pub container_label: String,
+}
+
+/// Renders the `cpu` or `memory` pod query for `namespace` (all when `None`), restricted to
+/// `names` when given.
+pub fn pod_query(
+    rules: &ResourceRuleSet,
+    which: &'static str,
+    mapper: &RestMapper,
+    namespace: Option<&str>,
+    names: Option<&[String]>,
+) -> Result<PodQuery, ResourceError> {
+    let rule = if which == "cpu" {
+        &rules.cpu
+    } else {
+        &rules.memory
+    };
+    let ns_label = label(rule, which, &GroupResource::namespaces(), mapper)?;
+    let pod_label = label(rule, which, &GroupResource::new("", "pods"), mapper)?;
+    let (ns_matcher, ns_value) = match namespace {
+        Some(ns) => (format!("{ns_label}={}", go_quote(ns)), ns.to_string()),
+        None => (format!("{ns_label}!=\"\""), String::new()),
+    };
+    let (pod_matcher, pod_value) = matcher(&pod_label, names);
+    // Upstream groups a one-namespace query by pod and container only; keeping the
+    // namespace label too changes no value (the matcher selects one namespace) but lets a
+    // query that forgot `<<.LabelMatchers>>` be caught instead of mixing in another
+    // namespace's pods of the same name.
+    let group_by = vec![
+        ns_label.clone(),
+        pod_label.clone(),
+        rule.container_label.clone(),
+    ];
+    let matchers = vec![
+        (ns_label.clone(), ns_matcher, ns_value),
+        (pod_label.clone(), pod_matcher, pod_value),
+    ];
+    Ok(PodQuery {
+        query: render(which, &rule.container_query, matchers, group_by)?,
+        namespace_label: ns_label,
+        pod_label,
+        container_label: rule.container_label.clone(),
+    })
 }
 
 /// NaN and negative values read as 0 (upstream); infinities are `None`.
@@ -176,48 +237,21 @@ pub async fn pod_usage(
     namespace: Option<&str>,
     names: Option<&[String]>,
 ) -> Result<Vec<PodUsage>, ResourceError> {
-    let pods = GroupResource::new("", "pods");
-    let namespaces = GroupResource::namespaces();
-    let mut per_rule = Vec::new();
-    for (which, rule) in [("cpu", &rules.cpu), ("memory", &rules.memory)] {
-        let ns_label = label(rule, which, &namespaces, mapper)?;
-        let pod_label = label(rule, which, &pods, mapper)?;
-        let (ns_matcher, ns_value) = match namespace {
-            Some(ns) => (format!("{ns_label}={}", go_quote(ns)), ns.to_string()),
-            None => (format!("{ns_label}!=\"\""), String::new()),
-        };
-        let (pod_matcher, pod_value) = matcher(&pod_label, names);
-        // Upstream groups a one-namespace query by pod and container only; keeping the
-        // namespace label too changes no value (the matcher selects one namespace) but lets a
-        // query that forgot `<<.LabelMatchers>>` be caught below instead of mixing in another
-        // namespace's pods of the same name.
-        let group_by = vec![
-            ns_label.clone(),
-            pod_label.clone(),
-            rule.container_label.clone(),
-        ];
-        let matchers = vec![
-            (ns_label.clone(), ns_matcher, ns_value),
-            (pod_label.clone(), pod_matcher, pod_value),
-        ];
-        per_rule.push((which, rule, ns_label, pod_label, matchers, group_by));
-    }
-    let (cpu, memory) = {
-        let (w0, r0, _, _, m0, g0) = &per_rule[0];
-        let (w1, r1, _, _, m1, g1) = &per_rule[1];
-        tokio::join!(
-            run(client, w0, &r0.container_query, m0.clone(), g0.clone()),
-            run(client, w1, &r1.container_query, m1.clone(), g1.clone())
-        )
-    };
+    let cpu_query = pod_query(rules, "cpu", mapper, namespace, names)?;
+    let memory_query = pod_query(rules, "memory", mapper, namespace, names)?;
+    let (cpu, memory) = tokio::join!(
+        run(client, "cpu", &cpu_query.query),
+        run(client, "memory", &memory_query.query)
+    );
     let mut pods_seen: BTreeMap<(String, String), (f64, BTreeMap<String, Partial>)> =
         BTreeMap::new();
     let wanted = wanted_names(names);
-    for ((samples, (which, rule, ns_label, pod_label, _, _)), is_cpu) in [cpu?, memory?]
+    for ((samples, (which, q)), is_cpu) in [cpu?, memory?]
         .into_iter()
-        .zip(per_rule.iter())
+        .zip([("cpu", &cpu_query), ("memory", &memory_query)])
         .zip([true, false])
     {
+        let (ns_label, pod_label) = (&q.namespace_label, &q.pod_label);
         let mut samples = samples;
         if let Some(ns) = namespace {
             // Pods are matched by name only: a query without `<<.LabelMatchers>>` must not
@@ -235,7 +269,7 @@ pub async fn pod_usage(
                 .unwrap_or_default();
             let (Some(pod), Some(container)) = (
                 s.labels.get(pod_label.as_str()),
-                s.labels.get(rule.container_label.as_str()),
+                s.labels.get(q.container_label.as_str()),
             ) else {
                 continue;
             };
@@ -299,21 +333,21 @@ pub async fn node_usage(
     let mem_label = label(&rules.memory, "memory", &nodes, mapper)?;
     let (cm, cv) = matcher(&cpu_label, names);
     let (mm, mv) = matcher(&mem_label, names);
+    let cpu_query = render(
+        "cpu",
+        &rules.cpu.node_query,
+        vec![(cpu_label.clone(), cm, cv)],
+        vec![cpu_label.clone()],
+    )?;
+    let memory_query = render(
+        "memory",
+        &rules.memory.node_query,
+        vec![(mem_label.clone(), mm, mv)],
+        vec![mem_label.clone()],
+    )?;
     let (cpu, memory) = tokio::join!(
-        run(
-            client,
-            "cpu",
-            &rules.cpu.node_query,
-            vec![(cpu_label.clone(), cm, cv)],
-            vec![cpu_label.clone()]
-        ),
-        run(
-            client,
-            "memory",
-            &rules.memory.node_query,
-            vec![(mem_label.clone(), mm, mv)],
-            vec![mem_label.clone()]
-        )
+        run(client, "cpu", &cpu_query),
+        run(client, "memory", &memory_query)
     );
     let mut seen: BTreeMap<String, (f64, Partial)> = BTreeMap::new();
     for (samples, lbl, is_cpu) in [(cpu?, &cpu_label, true), (memory?, &mem_label, false)] {

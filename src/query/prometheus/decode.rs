@@ -1,4 +1,5 @@
-//! The JSON answers of `/api/v1/query` and `/api/v1/series`, and what they decode into.
+//! The JSON answers of `/api/v1/query`, `/api/v1/query_range` and `/api/v1/series`, and what
+//! they decode into.
 //!
 //! Kept apart from the HTTP client so that decoding can be tested and benchmarked on bodies
 //! alone. The series answer is decoded as a stream, keeping only names and label names, because
@@ -183,6 +184,64 @@ pub fn decode_query(url: &str, status: u16, body: &[u8]) -> Result<QueryResult, 
             message: format!("unknown resultType {other:?}"),
         }),
     }
+}
+
+/// One series of a range query: its labels and its samples in time order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RangeSeries {
+    /// All labels of the series, `__name__` included when Prometheus kept it.
+    pub labels: BTreeMap<String, String>,
+    /// `(Unix seconds, value)` pairs; values may be NaN or infinite.
+    pub samples: Vec<(f64, f64)>,
+}
+
+#[derive(Deserialize)]
+struct RawRangeSeries {
+    #[serde(default)]
+    metric: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<(f64, String)>,
+}
+
+/// Decodes a range-query answer. Prometheus answers every range query with a matrix (a scalar
+/// expression too); anything else is a decode error naming what came back.
+pub fn decode_query_range(
+    url: &str,
+    status: u16,
+    body: &[u8],
+) -> Result<Vec<RangeSeries>, PrometheusError> {
+    if !(200..300).contains(&status) {
+        return Err(error_from_body(url, status, body));
+    }
+    let decode_err = |e: serde_json::Error| PrometheusError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    };
+    let env: Envelope<RawQueryData> = serde_json::from_slice(body).map_err(decode_err)?;
+    let data = env.into_data(url)?;
+    if data.result_type != "matrix" {
+        return Err(PrometheusError::Decode {
+            url: url.to_string(),
+            message: format!(
+                "a range query answered with resultType {:?} instead of \"matrix\"",
+                data.result_type
+            ),
+        });
+    }
+    let raw: Vec<RawRangeSeries> = serde_json::from_value(data.result).map_err(decode_err)?;
+    raw.into_iter()
+        .map(|s| {
+            let samples = s
+                .values
+                .into_iter()
+                .map(|(t, v)| Ok((t, parse_value(url, &v)?)))
+                .collect::<Result<Vec<_>, PrometheusError>>()?;
+            Ok(RangeSeries {
+                labels: s.metric,
+                samples,
+            })
+        })
+        .collect()
 }
 
 /// Builds a [`SeriesSet`] while the series array streams past.
@@ -409,6 +468,40 @@ mod tests {
         );
         let matrix = br#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#;
         assert_eq!(decode_query("u", 200, matrix).unwrap(), QueryResult::Matrix);
+    }
+
+    #[test]
+    fn matrices_decode_and_other_answers_are_errors() {
+        let body = br#"{"status":"success","data":{"resultType":"matrix","result":[
+            {"metric":{"queue":"a"},"values":[[1700000000,"1"],[1700000015,"NaN"],[1700000030,"2.5"]]},
+            {"metric":{},"values":[]}]}}"#;
+        let m = decode_query_range("u", 200, body).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].labels["queue"], "a");
+        assert_eq!(m[0].samples[0], (1700000000.0, 1.0));
+        assert!(m[0].samples[1].1.is_nan());
+        assert_eq!(m[0].samples[2], (1700000030.0, 2.5));
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        let err = decode_query_range("u", 200, vector)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("instead of \"matrix\""), "{err}");
+        let bad = br#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{},"values":[[1,"x"]]}]}}"#;
+        assert!(
+            decode_query_range("u", 200, bad)
+                .unwrap_err()
+                .to_string()
+                .contains("not a number")
+        );
+        let err = decode_query_range(
+            "u",
+            422,
+            br#"{"status":"error","errorType":"execution","error":"too many samples"}"#,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("execution: too many samples"), "{err}");
+        assert!(decode_query_range("u", 200, b"<html>").is_err());
     }
 
     #[test]

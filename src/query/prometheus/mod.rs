@@ -1,4 +1,5 @@
-//! A small client for the Prometheus HTTP API: `/api/v1/series` and `/api/v1/query`.
+//! A small client for the Prometheus HTTP API: `/api/v1/series`, `/api/v1/query` and
+//! `/api/v1/query_range`.
 //!
 //! Hand-written rather than taken from a crate because the adapter needs full control over the
 //! verb (GET or POST form, as `--prometheus-verb`), timeouts, error bodies and, above all, a
@@ -21,7 +22,10 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
 use decode::{Envelope, error_from_body};
-pub use decode::{QueryResult, Sample, SeriesInfo, SeriesSet, decode_query, decode_series};
+pub use decode::{
+    QueryResult, RangeSeries, Sample, SeriesInfo, SeriesSet, decode_query, decode_query_range,
+    decode_series,
+};
 
 /// How requests are sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -506,6 +510,53 @@ impl PrometheusClient {
         decode_query(&url, status.as_u16(), &body)
     }
 
+    /// Runs a range query: `query` evaluated at `start`, `start + step`, … up to `end` (Unix
+    /// seconds), exactly as an instant query at each of those times would be.
+    pub async fn query_range(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, PrometheusError> {
+        let started = Instant::now();
+        let result = self.query_range_inner(query, start, end, step).await;
+        crate::telemetry::metrics().backend_call(
+            "/api/v1/query_range",
+            started.elapsed(),
+            result.is_ok(),
+        );
+        result
+    }
+
+    async fn query_range_inner(
+        &self,
+        query: &str,
+        start: f64,
+        end: f64,
+        step: Duration,
+    ) -> Result<Vec<RangeSeries>, PrometheusError> {
+        let (start, end) = (format!("{start:.3}"), format!("{end:.3}"));
+        let step = format!("{:.3}", step.as_secs_f64());
+        let timeout = format!("{}ms", self.query_timeout.as_millis());
+        let (url, resp) = self
+            .send(
+                "/api/v1/query_range",
+                &[
+                    ("query", query),
+                    ("start", &start),
+                    ("end", &end),
+                    ("step", &step),
+                    ("timeout", &timeout),
+                ],
+                self.query_timeout,
+            )
+            .await?;
+        let status = resp.status();
+        let body = self.read_body(&url, resp, self.query_timeout).await?;
+        decode_query_range(&url, status.as_u16(), &body)
+    }
+
     /// Lists the series matching `selector` with samples in `[start, end]`, keeping only names
     /// and label names. The body is decoded as it arrives, off the async threads.
     pub async fn series(
@@ -787,6 +838,28 @@ mod tests {
         let lower = head.to_lowercase();
         assert!(lower.contains("x-scope-orgid: team-1"), "{head}");
         assert!(lower.contains("authorization: basic"), "{head}");
+    }
+
+    #[tokio::test]
+    async fn range_queries_send_start_end_and_step_and_decode_matrices() {
+        let body = r#"{"status":"success","data":{"resultType":"matrix","result":[{"metric":{"q":"a"},"values":[[1,"2"],[16,"3"]]}]}}"#;
+        let (addr, server) = raw_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        let series = client_of(&addr, 1 << 20, 1 << 20)
+            .query_range("up", 1.0, 16.0, Duration::from_secs(15))
+            .await
+            .unwrap();
+        assert_eq!(series[0].samples, [(1.0, 2.0), (16.0, 3.0)]);
+        let head = server.await.unwrap();
+        let first = head.lines().next().unwrap();
+        assert!(
+            first
+                .starts_with("GET /api/v1/query_range?query=up&start=1.000&end=16.000&step=15.000"),
+            "{first}"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,10 @@
-//! The HPA controller's replica arithmetic (Kubernetes 1.36 `replica_calculator.go`), step by
-//! step, for `explain --hpa`.
+//! One sync of the HPA's arithmetic, step by step, for `explain --hpa`: the numbers come from
+//! [`super::replicas`], this file only says how they were reached.
+
+use super::quantity::parse_milli;
+use super::replicas::{
+    PodValues, Proposal, Tolerances, average_value_replicas, plain_metric_replicas, value_replicas,
+};
 
 /// Which kind of HPA metric the answer feeds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,8 +31,10 @@ pub enum TargetKind {
 pub struct HpaSpec {
     /// Target type.
     pub target_kind: TargetKind,
-    /// Target value.
+    /// Target value, as given.
     pub target: f64,
+    /// Target value in thousandths, as the controller reads it.
+    pub target_milli: i64,
     /// Current replicas.
     pub current: u32,
     /// `minReplicas`.
@@ -46,6 +53,7 @@ impl std::str::FromStr for HpaSpec {
         let mut spec = HpaSpec {
             target_kind: TargetKind::AverageValue,
             target: f64::NAN,
+            target_milli: 0,
             current: 1,
             min: 1,
             max: u32::MAX,
@@ -72,7 +80,10 @@ impl std::str::FromStr for HpaSpec {
                         _ => return Err(format!("type: {v:?}; use Value or AverageValue")),
                     }
                 }
-                "target" => spec.target = num(v)?,
+                "target" => {
+                    spec.target = num(v)?;
+                    spec.target_milli = parse_milli(v).map_err(|e| format!("target: {e}"))?;
+                }
                 "current" => spec.current = int(v)?,
                 "min" => spec.min = int(v)?,
                 "max" => spec.max = int(v)?,
@@ -92,7 +103,7 @@ impl std::str::FromStr for HpaSpec {
                 }
             }
         }
-        if spec.target.is_nan() || spec.target <= 0.0 {
+        if spec.target.is_nan() || spec.target_milli <= 0 {
             return Err("target must be given and greater than 0".into());
         }
         if spec.min > spec.max {
@@ -111,79 +122,97 @@ pub struct HpaResult {
     pub steps: Vec<String>,
 }
 
-impl HpaSpec {
-    fn within(&self, ratio: f64) -> bool {
-        (1.0 - self.tolerance..=1.0 + self.tolerance).contains(&ratio)
-    }
+/// Thousandths of a value the adapter served (already a whole number of thousandths).
+fn milli(v: f64) -> i64 {
+    (v * 1000.0).round() as i64
+}
 
+fn show(milli: i64) -> String {
+    format!("{}", milli as f64 / 1000.0)
+}
+
+impl HpaSpec {
     /// Applies the HPA's formulas to the values the API answered.
     pub fn compute(&self, kind: MetricKind, values: &[f64]) -> Result<HpaResult, String> {
         if values.is_empty() {
             return Err("the answer has no items: the HPA reports \"no metrics returned\" and keeps the current size".into());
         }
+        let tol = Tolerances::both(self.tolerance);
+        let current = i32::try_from(self.current).unwrap_or(i32::MAX);
+        let target = show(self.target_milli);
         let mut steps = Vec::new();
-        let current = self.current as f64;
-        let (raw, ratio_for_tolerance) = match (kind, self.target_kind) {
-            (MetricKind::Pods, TargetKind::AverageValue)
-            | (MetricKind::Pods, TargetKind::Value) => {
-                let avg = values.iter().sum::<f64>() / values.len() as f64;
-                let ratio = avg / self.target;
-                steps.push(format!("average over {} pods = {avg}", values.len()));
-                steps.push(format!("ratio = {avg} / {} = {ratio:.4}", self.target));
-                steps.push(format!(
-                    "ceil({ratio:.4} × {} pods) = {}",
-                    values.len(),
-                    (ratio * values.len() as f64).ceil()
-                ));
-                ((ratio * values.len() as f64).ceil(), ratio)
-            }
+        let total: i64 = values.iter().map(|v| milli(*v)).sum();
+        if kind != MetricKind::Pods && values.len() > 1 {
+            steps.push(format!("sum of {} items = {}", values.len(), show(total)));
+        }
+        let p: Proposal = match (kind, self.target_kind) {
             (MetricKind::Object, _) if values.len() != 1 => {
                 return Err(format!(
                     "an Object metric needs exactly one item, the answer has {}",
                     values.len()
                 ));
             }
-            (MetricKind::Object | MetricKind::External, TargetKind::Value) => {
-                let total: f64 = values.iter().sum();
-                if values.len() > 1 {
-                    steps.push(format!("sum of {} items = {total}", values.len()));
-                }
-                let ratio = total / self.target;
-                steps.push(format!("ratio = {total} / {} = {ratio:.4}", self.target));
-                let desired = if self.current == 0 {
-                    ratio.ceil()
-                } else {
-                    (ratio * current).ceil()
+            (MetricKind::Pods, _) => {
+                let pods = PodValues {
+                    values: values.iter().map(|v| milli(*v)).collect(),
+                    missing: 0,
                 };
+                let p = plain_metric_replicas(current, &pods, self.target_milli, tol)
+                    .map_err(|e| e.to_string())?;
                 steps.push(format!(
-                    "ceil({ratio:.4} × {} current) = {desired}",
-                    self.current.max(1)
+                    "average over {} pods = {}",
+                    values.len(),
+                    show(p.current)
                 ));
-                (desired, ratio)
-            }
-            (MetricKind::Object | MetricKind::External, TargetKind::AverageValue) => {
-                let total: f64 = values.iter().sum();
-                if values.len() > 1 {
-                    steps.push(format!("sum of {} items = {total}", values.len()));
+                steps.push(format!(
+                    "ratio = {} / {target} = {:.4}",
+                    show(p.current),
+                    p.usage_ratio
+                ));
+                if !p.within_tolerance {
+                    steps.push(format!(
+                        "ceil({:.4} × {} pods) = {}",
+                        p.usage_ratio,
+                        values.len(),
+                        p.replicas
+                    ));
                 }
-                let desired = (total / self.target).ceil();
-                steps.push(format!("ceil({total} / {}) = {desired}", self.target));
-                let ratio = if self.current == 0 {
-                    f64::INFINITY
-                } else {
-                    total / (self.target * current)
-                };
-                (desired, ratio)
+                p
+            }
+            (_, TargetKind::Value) => {
+                let p = value_replicas(current, current, total, self.target_milli, tol)
+                    .map_err(|e| e.to_string())?;
+                steps.push(format!(
+                    "ratio = {} / {target} = {:.4}",
+                    show(total),
+                    p.usage_ratio
+                ));
+                if !p.within_tolerance {
+                    steps.push(format!(
+                        "ceil({:.4} × {} current) = {}",
+                        p.usage_ratio,
+                        self.current.max(1),
+                        p.replicas
+                    ));
+                }
+                p
+            }
+            (_, TargetKind::AverageValue) => {
+                let p = average_value_replicas(current, total, self.target_milli, tol)
+                    .map_err(|e| e.to_string())?;
+                if !p.within_tolerance {
+                    steps.push(format!("ceil({} / {target}) = {}", show(total), p.replicas));
+                }
+                p
             }
         };
-        let mut desired = raw.max(0.0).min(u32::MAX as f64) as u32;
-        if self.current > 0 && self.within(ratio_for_tolerance) {
+        if p.within_tolerance {
             steps.push(format!(
-                "usage ratio {ratio_for_tolerance:.4} is within the tolerance of {}: no change",
-                self.tolerance
+                "usage ratio {:.4} is within the tolerance of {}: no change",
+                p.usage_ratio, self.tolerance
             ));
-            desired = self.current;
         }
+        let desired = u32::try_from(p.replicas.max(0)).unwrap_or(0);
         let clamped = desired.clamp(self.min, self.max);
         if clamped != desired {
             steps.push(format!(
@@ -228,12 +257,15 @@ mod tests {
                 .desired,
             6
         );
-        assert_eq!(
-            spec("target=10,current=3,max=10")
-                .compute(MetricKind::Pods, &[10.5, 10.0, 9.5])
-                .unwrap()
-                .desired,
-            3
+        let within = spec("target=10,current=3,max=10")
+            .compute(MetricKind::Pods, &[10.5, 10.0, 9.5])
+            .unwrap();
+        assert_eq!(within.desired, 3);
+        assert!(
+            within
+                .steps
+                .iter()
+                .any(|s| s.contains("within the tolerance"))
         );
         assert_eq!(
             spec("type=Value,target=50,current=2,max=10")
@@ -257,5 +289,13 @@ mod tests {
         assert!(spec("target=1").compute(MetricKind::Pods, &[]).is_err());
         assert!("target=0".parse::<HpaSpec>().is_err());
         assert!("type=Utilization,target=5".parse::<HpaSpec>().is_err());
+        // A decimal target is read exactly: 0.1 is 100 thousandths, so 0.11 over it is within 10 %.
+        assert_eq!(
+            spec("target=0.1,current=2,max=10")
+                .compute(MetricKind::Pods, &[0.11, 0.11])
+                .unwrap()
+                .desired,
+            2
+        );
     }
 }
