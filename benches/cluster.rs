@@ -10,7 +10,8 @@
 //! Prometheus for the comparison.
 //!
 //! Prints, per pod count: p50/p99 at one client for both and what the adapter adds, requests/s
-//! at 16 clients for both and the adapter's share, the adapter's CPU per 1,000 requests, and
+//! at 16 clients for both and the adapter's share, the adapter's CPU per 1,000 requests (at one
+//! client, where each request is computed alone, and at 16, where identical ones share), and
 //! its RSS idle (after start-up and one relist) and at the peak of the load. `--query-cache-ttl`
 //! is 0 so that every request is computed; identical requests in flight are still shared.
 //!
@@ -381,7 +382,7 @@ async fn main() {
         return;
     };
     println!(
-        "{:>5} | {:>19} | {:>19} | {:>19} | {:>12} | {:>13} | {:>6} | {:>15}",
+        "{:>5} | {:>19} | {:>19} | {:>19} | {:>12} | {:>13} | {:>6} | {:>15} | {:>15}",
         "pods",
         "direct p50/p99 ms",
         "adapter p50/p99 ms",
@@ -389,7 +390,8 @@ async fn main() {
         "direct req/s",
         "adapter req/s",
         "share",
-        "adapter CPU-s/1k"
+        "CPU-s/1k, 1 cl.",
+        "CPU-s/1k, 16 cl."
     );
     for &n in sets {
         let query = format!(
@@ -406,9 +408,15 @@ async fn main() {
         load(&oha, &adapter_url, 4, &["-n", "400"], Some(&tls));
         load(&oha, &direct_url, 4, &["-n", "400"], None);
         let (mut d50, mut d99, mut a50, mut a99) = (vec![], vec![], vec![], vec![]);
+        // One client: no two requests in flight share a backend call, so this CPU is the
+        // whole cost of each request.
+        let (mut cpu_single, mut single) = (0.0, 0.0);
         for _ in 0..3 {
             let d = load(&oha, &direct_url, 1, &["-n", "1000"], None);
+            let (before, _, _) = usage(pid);
             let a = load(&oha, &adapter_url, 1, &["-n", "1000"], Some(&tls));
+            cpu_single += usage(pid).0 - before;
+            single += a.requests;
             assert_eq!(a.failed, 0.0, "adapter requests failed: {a:?}");
             d50.push(d.p50_ms);
             d99.push(d.p99_ms);
@@ -437,12 +445,13 @@ async fn main() {
         );
         let (d50, d99, a50, a99) = (median(d50), median(d99), median(a50), median(a99));
         println!(
-            "{n:>5} | {d50:>8.3} / {d99:>8.3} | {a50:>8.3} / {a99:>8.3} | {:>8.3} / {:>8.3} | {:>12.0} | {:>13.0} | {:>5.0}% | {:>15.3}",
+            "{n:>5} | {d50:>8.3} / {d99:>8.3} | {a50:>8.3} / {a99:>8.3} | {:>8.3} / {:>8.3} | {:>12.0} | {:>13.0} | {:>5.0}% | {:>15.3} | {:>15.3}",
             a50 - d50,
             a99 - d99,
             direct16.rate,
             adapter16.rate,
             adapter16.rate / direct16.rate * 100.0,
+            cpu_single / single * 1000.0,
             (cpu_after - cpu_before) / adapter16.requests * 1000.0,
         );
     }

@@ -66,6 +66,44 @@ fn process(pid: u32) -> (u64, usize) {
     (rss, fds)
 }
 
+/// TCP sockets of `pid`: (accepted on port `listen`, connected to port `backend`, other).
+fn sockets(pid: u32, listen: u16, backend: u16) -> (usize, usize, usize) {
+    let inodes: std::collections::HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_string())
+        })
+        .collect();
+    let port = |addr: &str| {
+        addr.rsplit_once(':')
+            .and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
+    };
+    let (mut inbound, mut outbound, mut other) = (0, 0, 0);
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() < 10 || !inodes.contains(f[9]) {
+                continue;
+            }
+            // State 0A is LISTEN: the listener itself is not a connection.
+            if f[3] == "0A" {
+                continue;
+            }
+            match (port(f[1]), port(f[2])) {
+                (Some(l), _) if l == listen => inbound += 1,
+                (_, Some(r)) if r == backend => outbound += 1,
+                _ => other += 1,
+            }
+        }
+    }
+    (inbound, outbound, other)
+}
+
 async fn tasks(client: &reqwest::Client, base: &str) -> u64 {
     let text = match client.get(format!("{base}/metrics")).send().await {
         Ok(r) => r.text().await.unwrap_or_default(),
@@ -190,16 +228,26 @@ async fn main() {
         .collect();
     let started = Instant::now();
     let mut readings = Vec::new();
-    for (label, at) in [
-        ("after warm-up", warmup),
-        ("middle", warmup + (total - warmup) / 2),
-        ("end", total),
-    ] {
+    let backend_port = url::Url::parse(prom.url())
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or(0);
+    // After the warm-up, then six more readings evenly spaced to the end.
+    let points = (0..=6).map(|i| {
+        let label = match i {
+            0 => "after warm-up".to_string(),
+            6 => "end".to_string(),
+            _ => format!("{i}/6"),
+        };
+        (label, warmup + (total - warmup) * i / 6)
+    });
+    for (label, at) in points {
         tokio::time::sleep(at.saturating_sub(started.elapsed())).await;
         let (rss, fds) = process(pid);
         let tasks = tasks(&client, &base).await;
+        let (inbound, outbound, other) = sockets(pid, port, backend_port);
         println!(
-            "soak {label:>13} ({:>5.0} s): RSS {:.1} MiB, {fds} open fds, {tasks} runtime tasks, {} requests, {} failed",
+            "soak {label:>13} ({:>5.0} s): RSS {:.1} MiB, {fds} open fds ({inbound} client connections, {outbound} to Prometheus, {other} other sockets), {tasks} runtime tasks, {} requests, {} failed",
             started.elapsed().as_secs_f64(),
             rss as f64 / 1024.0,
             sent.load(Ordering::SeqCst),
@@ -211,7 +259,8 @@ async fn main() {
     for h in hpas {
         let _ = h.await;
     }
-    let growth = (readings[2] as f64 - readings[0] as f64) / readings[0].max(1) as f64 * 100.0;
+    let last = readings[readings.len() - 1];
+    let growth = (last as f64 - readings[0] as f64) / readings[0].max(1) as f64 * 100.0;
     println!(
         "soak: {APPS} HPAs every {period:?} for {total:?}, relisting every {relist}: RSS growth after warm-up {growth:+.1} % (pass line: under 5 %)"
     );
