@@ -423,16 +423,25 @@ async fn main() {
             a50.push(a.p50_ms);
             a99.push(a.p99_ms);
         }
-        let direct16 = load(&oha, &direct_url, 16, &["-z", "10s"], None);
-        // With CLUSTER_PROFILE=1, the adapter's own CPU profile of this load, as
-        // system:masters (RBAC grants the HPA no profiles), summarized below.
-        let profile = (std::env::var_os("CLUSTER_PROFILE").is_some() && n == sets[0]).then(|| {
+        // CLUSTER_PROFILE=1 or =16: the adapter's own CPU profile under one client's or 16
+        // clients' load (first pod count only), taken as system:masters (RBAC grants the HPA
+        // no profiles) and summarized. pprof's sample table adds ~165 MiB to the adapter from
+        // then on, so the RSS figures of such a run do not count.
+        let profiled = std::env::var("CLUSTER_PROFILE").ok().filter(|_| n == sets[0]);
+        let start_profile = || {
             let req = http
                 .get(format!("{base}/debug/pprof/profile?seconds=8"))
                 .header("X-Remote-User", "bench")
                 .header("X-Remote-Group", "system:masters");
             tokio::spawn(async move { req.send().await.unwrap().bytes().await.unwrap() })
-        });
+        };
+        if profiled.as_deref() == Some("1") {
+            let p = start_profile();
+            load(&oha, &adapter_url, 1, &["-z", "9s"], Some(&tls));
+            summarize_profile(&p.await.unwrap());
+        }
+        let direct16 = load(&oha, &direct_url, 16, &["-z", "10s"], None);
+        let profile = (profiled.as_deref() == Some("16")).then(start_profile);
         let (cpu_before, _, _) = usage(pid);
         let adapter16 = load(&oha, &adapter_url, 16, &["-z", "10s"], Some(&tls));
         let (cpu_after, _, _) = usage(pid);
