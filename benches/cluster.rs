@@ -427,7 +427,9 @@ async fn main() {
         // clients' load (first pod count only), taken as system:masters (RBAC grants the HPA
         // no profiles) and summarized. pprof's sample table adds ~165 MiB to the adapter from
         // then on, so the RSS figures of such a run do not count.
-        let profiled = std::env::var("CLUSTER_PROFILE").ok().filter(|_| n == sets[0]);
+        let profiled = std::env::var("CLUSTER_PROFILE")
+            .ok()
+            .filter(|_| n == sets[0]);
         let start_profile = || {
             let req = http
                 .get(format!("{base}/debug/pprof/profile?seconds=8"))
