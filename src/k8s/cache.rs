@@ -197,40 +197,54 @@ impl ObjectCache {
         }
     }
 
-    /// The names of the matching objects (no field selector) sorted by namespace and name, or
-    /// `None` while the cache has not synced. [`ObjectCache::objects`] without copying labels.
+    /// The cached objects in `namespace` (all for cluster-scoped resources) that match
+    /// `selector` and have a name that can name an object, sorted by namespace and name; `None`
+    /// while the cache has not synced. Starts the cache on first use.
+    fn matching(
+        &self,
+        info: &ResourceInfo,
+        namespace: Option<&str>,
+        selector: &Selector,
+        fields: &str,
+    ) -> Option<Vec<Arc<Meta>>> {
+        let cache = self.cache_for(info, fields);
+        if !cache.synced.load(Ordering::Acquire) {
+            return None;
+        }
+        let empty = Default::default();
+        let mut objects = cache.store.state();
+        objects.retain(|o| {
+            let in_namespace = match namespace {
+                Some(ns) if info.namespaced => o.metadata.namespace.as_deref() == Some(ns),
+                _ => true,
+            };
+            in_namespace
+                && selector.matches(o.metadata.labels.as_ref().unwrap_or(&empty))
+                && o.metadata
+                    .name
+                    .as_deref()
+                    .is_some_and(crate::rules::selector::is_dns1123_subdomain)
+        });
+        objects.sort_unstable_by(|a, b| {
+            (&a.metadata.namespace, &a.metadata.name)
+                .cmp(&(&b.metadata.namespace, &b.metadata.name))
+        });
+        Some(objects)
+    }
+
+    /// The names of [`ObjectCache::objects`] with no field selector, without copying labels: a
+    /// `*` request needs names only.
     pub fn names(
         &self,
         info: &ResourceInfo,
         namespace: Option<&str>,
         selector: &Selector,
     ) -> Option<Vec<String>> {
-        let cache = self.cache_for(info, "");
-        if !cache.synced.load(Ordering::Acquire) {
-            return None;
-        }
-        let empty = Default::default();
-        let state = cache.store.state();
-        let mut matching: Vec<(&str, &str)> = state
-            .iter()
-            .filter(|o| match namespace {
-                Some(ns) if info.namespaced => o.metadata.namespace.as_deref() == Some(ns),
-                _ => true,
-            })
-            .filter(|o| selector.matches(o.metadata.labels.as_ref().unwrap_or(&empty)))
-            .filter_map(|o| {
-                Some((
-                    o.metadata.namespace.as_deref().unwrap_or_default(),
-                    o.metadata.name.as_deref()?,
-                ))
-            })
-            .filter(|(_, name)| crate::rules::selector::is_dns1123_subdomain(name))
-            .collect();
-        matching.sort_unstable();
+        let objects = self.matching(info, namespace, selector, "")?;
         Some(
-            matching
-                .into_iter()
-                .map(|(_, name)| name.to_string())
+            objects
+                .iter()
+                .filter_map(|o| o.metadata.name.clone())
                 .collect(),
         )
     }
@@ -245,30 +259,18 @@ impl ObjectCache {
         selector: &Selector,
         fields: &str,
     ) -> Option<Vec<ObjectMeta>> {
-        let cache = self.cache_for(info, fields);
-        if !cache.synced.load(Ordering::Acquire) {
-            return None;
-        }
-        let empty = Default::default();
-        let mut objects: Vec<ObjectMeta> = cache
-            .store
-            .state()
-            .iter()
-            .filter(|o| match namespace {
-                Some(ns) if info.namespaced => o.metadata.namespace.as_deref() == Some(ns),
-                _ => true,
-            })
-            .filter(|o| selector.matches(o.metadata.labels.as_ref().unwrap_or(&empty)))
-            .filter_map(|o| {
-                Some(ObjectMeta {
-                    namespace: o.metadata.namespace.clone().unwrap_or_default(),
-                    name: o.metadata.name.clone()?,
-                    labels: o.metadata.labels.clone().unwrap_or_default(),
+        let objects = self.matching(info, namespace, selector, fields)?;
+        Some(
+            objects
+                .iter()
+                .filter_map(|o| {
+                    Some(ObjectMeta {
+                        namespace: o.metadata.namespace.clone().unwrap_or_default(),
+                        name: o.metadata.name.clone()?,
+                        labels: o.metadata.labels.clone().unwrap_or_default(),
+                    })
                 })
-            })
-            .filter(|o| crate::rules::selector::is_dns1123_subdomain(&o.name))
-            .collect();
-        objects.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
-        Some(objects)
+                .collect(),
+        )
     }
 }

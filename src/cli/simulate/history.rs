@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::discovery::{CustomMetricKey, Registry};
+use crate::discovery::{CustomMetric, CustomMetricKey, Registry};
 use crate::hpa::{Hpa, Observed, Source};
 use crate::query::prometheus::{PrometheusClient, RangeSeries};
 use crate::query::resource_metrics::pod_query;
@@ -113,6 +113,33 @@ pub struct Inputs<'a> {
     pub pods: &'a PodFilter,
     /// The syncs.
     pub window: Window,
+}
+
+/// The discovered metric `key` names and its resource label, or why `what` (for messages)
+/// cannot be served from the window's series.
+fn served<'r>(
+    cx: &Inputs<'r>,
+    key: &CustomMetricKey,
+    what: &str,
+) -> anyhow::Result<(&'r CustomMetric, &'r str)> {
+    let name = &key.metric;
+    let m = cx.registry.custom(key).ok_or_else(|| {
+        anyhow!(
+            "no rule serves {what} from the series of the window{}",
+            cx.registry
+                .custom_hint(name, Some(&key.resource))
+                .map(|h| format!(": {h}"))
+                .unwrap_or_default()
+        )
+    })?;
+    if let Some(problem) = m.rule.problems.first() {
+        bail!("metric {name} cannot be served: {problem}");
+    }
+    let label = m
+        .resource_label
+        .as_deref()
+        .map_err(|e| anyhow!("{} cannot query {}: {e}", m.rule.label(), key.resource))?;
+    Ok((m, label))
 }
 
 /// One metric's history and the query that produced it.
@@ -215,22 +242,11 @@ async fn pods_metric(
         namespaced: true,
         metric: name.to_string(),
     };
-    let m = cx.registry.custom(&key).ok_or_else(|| {
-        anyhow!(
-            "no rule serves the Pods metric {name} (pods in a namespace) from the series of the window{}",
-            cx.registry
-                .custom_hint(name, Some(&key.resource))
-                .map(|h| format!(": {h}"))
-                .unwrap_or_default()
-        )
-    })?;
-    if let Some(problem) = m.rule.problems.first() {
-        bail!("metric {name} cannot be served: {problem}");
-    }
-    let label = m
-        .resource_label
-        .as_deref()
-        .map_err(|e| anyhow!("{} cannot query pods: {e}", m.rule.label()))?;
+    let (m, label) = served(
+        cx,
+        &key,
+        &format!("the Pods metric {name} (pods in a namespace)"),
+    )?;
     let ns_label = m.rule.namespace_label.as_deref().ok_or_else(|| {
         anyhow!(
             "{} maps no label to namespaces, so it cannot answer a Pods metric",
@@ -325,23 +341,11 @@ async fn object_metric(
         namespaced: info.namespaced && !is_namespace,
         metric: name.to_string(),
     };
-    let m = cx.registry.custom(&key).ok_or_else(|| {
-        anyhow!(
-            "no rule serves the Object metric {name} for {} from the series of the window{}",
-            key.resource,
-            cx.registry
-                .custom_hint(name, Some(&key.resource))
-                .map(|h| format!(": {h}"))
-                .unwrap_or_default()
-        )
-    })?;
-    if let Some(problem) = m.rule.problems.first() {
-        bail!("metric {name} cannot be served: {problem}");
-    }
-    let label = m
-        .resource_label
-        .as_deref()
-        .map_err(|e| anyhow!("{} cannot query {}: {e}", m.rule.label(), key.resource))?;
+    let (m, label) = served(
+        cx,
+        &key,
+        &format!("the Object metric {name} for {}", key.resource),
+    )?;
     let namespace = if key.namespaced {
         let ns_label = m.rule.namespace_label.as_deref().ok_or_else(|| {
             anyhow!(
