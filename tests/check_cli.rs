@@ -142,3 +142,47 @@ fn credentials_and_query_strings_of_the_prometheus_url_never_reach_the_output() 
         );
     }
 }
+
+#[test]
+fn schedule_rules_are_linted_for_zones_crons_and_overlapping_windows() {
+    let (code, out, err) = check(&["--config", &path("config/examples/schedule-floor.yaml")]);
+    assert_eq!(code, 0, "the example is clean: {out}{err}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let overlapping = dir.path().join("overlapping.yaml");
+    std::fs::write(
+        &overlapping,
+        r#"scheduleRules:
+- name: shop-floor
+  timezone: UTC
+  windows:
+  - {start: "0 8 * * *", end: "0 18 * * *", replicas: 3}
+  - {start: "0 12 * * *", end: "0 14 * * *", replicas: 10}
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = check(&["--config", overlapping.to_str().unwrap(), "--strict"]);
+    assert_eq!(code, 2, "overlaps are warnings: {out}{err}");
+    assert!(out.contains("scheduleRules[0].windows"), "{out}");
+    assert!(out.contains("the higher, 10, applies"), "{out}");
+
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        r#"scheduleRules:
+- name: shop-floor
+  timezone: Europe/Paaris
+  windows:
+  - {start: "0 8 * *", end: "0 18 * * *", replicas: 3}
+"#,
+    )
+    .unwrap();
+    let (code, out, err) = check(&["--config", broken.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(out.contains("scheduleRules[0].timezone (line 3)"), "{out}");
+    assert!(out.contains("did you mean Europe/Paris?"), "{out}");
+    assert!(
+        out.contains("scheduleRules[0].windows[0].start (line 5)"),
+        "{out}"
+    );
+}

@@ -437,3 +437,66 @@ async fn every_example_file_is_exercised_here() {
         );
     }
 }
+
+/// What config/examples/schedule-floor.yaml promises for `storefront-floor`, worked out from the
+/// Berlin wall clock without the adapter's cron code: 6 on weekdays 08–18, 2 on weekend days
+/// 10–16, else 0.
+fn storefront_floor_by_hand(now: chrono::DateTime<chrono::Utc>) -> u32 {
+    use chrono::{Datelike, Timelike};
+    let local = now.with_timezone(&chrono_tz::Europe::Berlin);
+    let (weekday, hour) = (local.weekday().number_from_monday(), local.hour());
+    match weekday {
+        1..=5 if (8..18).contains(&hour) => 6,
+        6 | 7 if (10..16).contains(&hour) => 2,
+        _ => 0,
+    }
+}
+
+#[tokio::test]
+async fn schedule_floors_follow_the_wall_clock_and_lift_the_hpa() {
+    let config = example("schedule-floor.yaml");
+    // No backend: nothing listens on port 9.
+    let a = Adapter::start_with(&config, "http://127.0.0.1:9", &["--standalone"]).await;
+    let before = storefront_floor_by_hand(chrono::Utc::now());
+    let (code, body) = a.get(&format!("{EXT}/shop/storefront-floor")).await;
+    let after = storefront_floor_by_hand(chrono::Utc::now());
+    assert_eq!(code, 200, "{body}");
+    let served = parse_quantity(body["items"][0]["value"].as_str().unwrap()) as u32;
+    assert!(
+        served == before || served == after,
+        "{body}: expected {before}"
+    );
+
+    // The batch floor is served in `batch` only, by UTC hours 01–05.
+    let (code, body) = a.get(&format!("{EXT}/batch/batch-floor")).await;
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = a.get(&format!("{EXT}/shop/batch-floor")).await;
+    assert_eq!(code, 404);
+
+    // The HPA of the example: the floor's proposal is the floor itself (target 1 per replica),
+    // and the HPA keeps the larger of it and the request rate's proposal.
+    let hpa = prom_metrics_adapter::hpa::spec::parse_manifest(
+        &std::fs::read_to_string(format!(
+            "{}/config/hpa/schedule-floor-hpa.yaml",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap(),
+        &[],
+        &Default::default(),
+    )
+    .expect("the example HPA parses");
+    assert_eq!(hpa.metrics.len(), 2);
+    let quiet_morning = [2.0, 3.0]; // req/s per pod against 10: proposes 1
+    let busy = [40.0, 40.0]; // proposes 8
+    for (floor, rate, expected) in [
+        (6.0, &quiet_morning, 6),
+        (0.0, &quiet_morning, 2),
+        (6.0, &busy, 8),
+    ] {
+        let h = Hpa::new(2, 2, 30);
+        let desired = h
+            .external_average_value(&[floor], 1.0)
+            .max(h.pods_average_value(rate, 10.0));
+        assert_eq!(desired, expected, "floor {floor}, rates {rate:?}");
+    }
+}

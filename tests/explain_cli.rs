@@ -113,3 +113,39 @@ fn explain_says_which_name_serves_the_series_before_the_nearest_candidates() {
         "exit {code}: {why}"
     );
 }
+
+#[test]
+fn a_schedule_floor_is_explained_window_by_window_without_a_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("floors.yaml");
+    // The first window opens every minute and closes on January 1st: open now. The second
+    // opens on January 1st and closes every minute: shut now.
+    std::fs::write(
+        &config,
+        r#"scheduleRules:
+- name: floor
+  timezone: UTC
+  windows:
+  - {start: "* * * * *", end: "0 0 1 1 *", replicas: 4}
+  - {start: "0 0 1 1 *", end: "* * * * *", replicas: 9}
+"#,
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+        .args(["explain", "--config", config.to_str().unwrap()])
+        .args(["--prometheus-url", "http://127.0.0.1:9", "-o", "json"])
+        .arg("/apis/external.metrics.k8s.io/v1beta1/namespaces/default/floor")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    let report: Value = serde_json::from_str(&text).unwrap();
+    let matched = &report["matched"];
+    assert_eq!(matched["rule"], "scheduleRules[0]", "{text}");
+    assert_eq!(matched["timezone"], "UTC");
+    assert_eq!(matched["windows"][0]["active"], true, "{text}");
+    assert_eq!(matched["windows"][1]["active"], false, "{text}");
+    assert_eq!(matched["value"], 4);
+    assert_eq!(report["answer"]["code"], 200, "{text}");
+    assert_eq!(report["answer"]["body"]["items"][0]["value"], "4", "{text}");
+}

@@ -293,3 +293,114 @@ async fn an_unknown_external_name_gets_the_closest_served_name() {
         "the server could not find the metric queue_lenght for namespaces: did you mean queue_length?"
     );
 }
+
+/// A five-field cron expression for `offset_minutes` from now (UTC), daily.
+fn daily_at(offset_minutes: i64) -> String {
+    let t = chrono::Utc::now() + chrono::Duration::minutes(offset_minutes);
+    format!(
+        "{} {} * * *",
+        chrono::Timelike::minute(&t),
+        chrono::Timelike::hour(&t)
+    )
+}
+
+#[tokio::test]
+async fn a_schedule_floor_answers_the_highest_active_window_without_any_backend() {
+    // Windows placed around the present: two active (5 and 3 replicas), one later today (9).
+    let config = format!(
+        r#"
+scheduleRules:
+- name: checkout-floor
+  timezone: UTC
+  namespaces: [shop]
+  windows:
+  - {{start: "{a0}", end: "{a1}", replicas: 5}}
+  - {{start: "{b0}", end: "{b1}", replicas: 3}}
+  - {{start: "{c0}", end: "{c1}", replicas: 9}}
+- name: tokyo-floor
+  timezone: Asia/Tokyo
+  windows:
+  - {{start: "{t0}", end: "{t1}", replicas: 2}}
+"#,
+        a0 = daily_at(-60),
+        a1 = daily_at(60),
+        b0 = daily_at(-120),
+        b1 = daily_at(120),
+        c0 = daily_at(180),
+        c1 = daily_at(240),
+        // Tokyo is UTC+9 all year: these clock times are an hour either side of now there,
+        // and eight to ten hours ahead if they were wrongly read as UTC.
+        t0 = daily_at(9 * 60 - 60),
+        t1 = daily_at(9 * 60 + 60),
+    );
+    // Nothing listens on port 9: the floors must not need Prometheus.
+    let a = Adapter::start_with(&config, "http://127.0.0.1:9", &["--standalone"]).await;
+    let (code, body) = a.get(&format!("{EXT}/shop/checkout-floor")).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["kind"], "ExternalMetricValueList");
+    assert_eq!(items(&body), [(json!({}), "5".to_string())]);
+    assert_eq!(body["items"][0]["metricName"], "checkout-floor");
+    // Any namespace when none are listed; a well-formed selector is accepted and selects nothing.
+    let (code, body) = a
+        .get(&format!(
+            "{EXT}/anywhere/tokyo-floor?labelSelector=app%3Dweb"
+        ))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(items(&body), [(json!({}), "2".to_string())]);
+    // Outside its namespaces the name is unknown; a malformed selector is still a 400.
+    let (code, body) = a.get(&format!("{EXT}/default/checkout-floor")).await;
+    assert_eq!(code, 404, "{body}");
+    let (code, body) = a
+        .get(&format!(
+            "{EXT}/shop/checkout-floor?labelSelector=app%3D%3D%3D"
+        ))
+        .await;
+    assert_eq!(code, 400, "{body}");
+    // With no externalRules the group is still served, listing the floors.
+    let (code, body) = a.get("/apis/external.metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, 200, "{body}");
+    let names: Vec<&str> = body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["checkout-floor", "tokyo-floor"]);
+    let (code, body) = a.get("/apis").await;
+    assert_eq!(code, 200);
+    assert!(
+        body.to_string().contains("external.metrics.k8s.io"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn schedule_floors_are_listed_beside_discovered_external_metrics() {
+    let (name, url) = backends().remove(0);
+    let config = fixture("external-rules.yaml")
+        + r#"
+scheduleRules:
+- name: weekday-floor
+  timezone: Europe/Berlin
+  windows: [{start: "0 8 * * 1-5", end: "0 18 * * 1-5", replicas: 4}]
+"#;
+    let a = Adapter::start_with(&config, &url, &["--standalone"]).await;
+    let (code, body) = a.get("/apis/external.metrics.k8s.io/v1beta1").await;
+    assert_eq!(code, 200, "{name}: {body}");
+    let names: Vec<&str> = body["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"weekday-floor") && names.contains(&"queue_length"),
+        "{names:?}"
+    );
+    let (code, body) = a
+        .get(&format!("{EXT}/a/queue_length?labelSelector=queue%3Dq1"))
+        .await;
+    assert_eq!(code, 200, "{name}: {body}");
+    assert_eq!(items(&body)[0].1, "5");
+}

@@ -631,7 +631,7 @@ fn check_apis_have_rules(docs: &[Doc], compiled: &CompiledConfig) -> Vec<String>
     for api in of_kind(docs, "APIService") {
         let served = match str_at(&api.value, "/spec/group") {
             "custom.metrics.k8s.io" => !compiled.rules.is_empty(),
-            "external.metrics.k8s.io" => !compiled.external_rules.is_empty(),
+            "external.metrics.k8s.io" => compiled.serves_external(),
             "metrics.k8s.io" => compiled.resource_rules.is_some(),
             other => {
                 problems.push(format!("{}: unexpected group {other}", api.label()));
@@ -1627,5 +1627,33 @@ fn installed_beside_another_adapter_the_chart_registers_and_patches_no_apiservic
             .iter()
             .all(|r| !r.name().ends_with("-apiservices")),
         "no right to patch APIServices it does not serve"
+    );
+}
+
+#[test]
+fn chart_schedule_floors_render_as_schedule_rules_and_register_the_external_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let values = dir.path().join("values.yaml");
+    std::fs::write(
+        &values,
+        r#"rules:
+  default: false
+  schedules:
+  - name: storefront-floor
+    timezone: Europe/Berlin
+    windows:
+    - {start: "0 8 * * 1-5", end: "0 18 * * 1-5", replicas: 6}
+"#,
+    )
+    .unwrap();
+    let docs = render(&["-f", values.to_str().unwrap()]);
+    check_all("schedules render", &docs, true);
+    let (text, compiled) = rendered_config(&docs, "schedules render");
+    assert!(text.contains("scheduleRules:"), "{text}");
+    assert_eq!(compiled.schedules.len(), 1);
+    assert_eq!(compiled.schedules[0].name, "storefront-floor");
+    assert_eq!(
+        api_service_names(&docs),
+        BTreeSet::from(["v1beta1.external.metrics.k8s.io".to_string()])
     );
 }

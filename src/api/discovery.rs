@@ -48,7 +48,7 @@ pub fn served_groups(config: &CompiledConfig) -> Vec<ServedGroup> {
             versions: custom::VERSIONS,
         });
     }
-    if !config.external_rules.is_empty() {
+    if config.serves_external() {
         groups.push(ServedGroup {
             name: external::GROUP,
             versions: &[external::VERSION],
@@ -109,17 +109,27 @@ pub fn resources(
                 verbs: vec!["get"],
             })
             .collect(),
-        external::GROUP => registry
-            .external_names()
-            .iter()
-            .map(|name| ApiResource {
-                name: name.clone(),
-                singular_name: String::new(),
-                namespaced: true,
-                kind: "ExternalMetricValueList",
-                verbs: vec!["get"],
-            })
-            .collect(),
+        external::GROUP => {
+            // Schedule floors beside discovered names; a name both serve is listed once.
+            let mut names: Vec<&str> = registry
+                .external_names()
+                .iter()
+                .map(String::as_str)
+                .chain(config.schedules.iter().map(|s| s.name.as_str()))
+                .collect();
+            names.sort_unstable();
+            names.dedup();
+            names
+                .into_iter()
+                .map(|name| ApiResource {
+                    name: name.to_string(),
+                    singular_name: String::new(),
+                    namespaced: true,
+                    kind: "ExternalMetricValueList",
+                    verbs: vec!["get"],
+                })
+                .collect()
+        }
         resource::GROUP => resource::api_resources(),
         _ => return None,
     };

@@ -14,6 +14,7 @@ use super::{AppState, format_timestamp, unix_now};
 use crate::query::QueryResult;
 use crate::query::values::{keep_namespace, to_quantity};
 use crate::rules::query::{QueryBuildError, render_external};
+use crate::rules::schedule::Schedule;
 
 /// The API group.
 pub const GROUP: &str = "external.metrics.k8s.io";
@@ -38,6 +39,9 @@ pub async fn get_external_metric(
     check_namespace(&namespace)?;
     check_metric_name(&metric)?;
     let params = parse_params(uri.query())?;
+    if let Some(schedule) = app.config.load().schedule(&metric, &namespace) {
+        return schedule_answer(schedule, &metric);
+    }
 
     let registry = app.registry.load();
     let entry = registry.external(&metric).cloned().ok_or_else(|| {
@@ -136,6 +140,30 @@ pub async fn get_external_metric(
         api_version: format!("{GROUP}/{VERSION}"),
         metadata: ListMeta {},
         items,
+    })
+    .into_response())
+}
+
+/// The answer for a schedule floor: one item holding the schedule's value now. The request's
+/// label selector has been parsed (a malformed one is still a 400) but selects nothing: the
+/// value has no labels, and the HPA sums whatever items it gets.
+fn schedule_answer(schedule: &Schedule, metric: &str) -> Result<Response, ApiError> {
+    let now = chrono::Utc::now();
+    let state = schedule
+        .state_at(now)
+        .map_err(|e| ApiError::Internal(format!("metric {metric} cannot be served: {e}")))?;
+    tracing::debug!(metric, rule = %schedule.label(), value = state.value, active_windows = ?state.active, "answered a schedule floor");
+    Ok(Json(List {
+        kind: "ExternalMetricValueList",
+        api_version: format!("{GROUP}/{VERSION}"),
+        metadata: ListMeta {},
+        items: vec![ExternalMetricValue {
+            metric_name: metric.to_string(),
+            metric_labels: Some(Default::default()),
+            timestamp: format_timestamp(now.timestamp() as f64),
+            window: None,
+            value: state.value.to_string(),
+        }],
     })
     .into_response())
 }

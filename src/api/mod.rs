@@ -82,7 +82,7 @@ async fn external_guarded(
     state: State<Arc<AppState>>,
     uri: axum::http::Uri,
 ) -> Result<Response, ApiError> {
-    if state.config.load().external_rules.is_empty() {
+    if !state.config.load().serves_external() {
         return Err(not_served(external::GROUP));
     }
     external::get_external_metric(state, uri).await

@@ -39,7 +39,7 @@ fn served(config: &CompiledConfig) -> Vec<GroupVersion> {
             });
         }
     }
-    if !config.external_rules.is_empty() {
+    if config.serves_external() {
         out.push(GroupVersion {
             group: external::GROUP,
             version: external::VERSION,

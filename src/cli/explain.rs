@@ -214,27 +214,34 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             kind = Some(MetricKind::External);
             let metric = segs.last().map(|s| s.to_string()).unwrap_or_default();
             let ns = segs.get(4).map(|s| s.to_string());
-            match reg.external(&metric) {
-                Some(m) => {
-                    out.insert("matched".into(), json!({"rule": m.rule.label(), "seriesQuery": m.rule.series_query, "series": &*m.series_name,
-                        "namespaced": m.rule.resources.namespaced(), "emptyResult": if m.rule.empty_as_zero { "zero" } else { "empty" }}));
-                    let nsm = if m.rule.resources.namespaced() {
-                        m.rule.namespace_label.as_deref().zip(ns.as_deref())
-                    } else {
-                        None
-                    };
-                    rendered =
-                        render_external(&m.rule, &m.series_name, nsm, &params.label_selector).ok();
+            let compiled = config.load_full();
+            let schedule = compiled.schedule(&metric, ns.as_deref().unwrap_or_default());
+            match (schedule, reg.external(&metric)) {
+                (Some(s), _) => {
+                    out.insert("matched".into(), schedule_explained(s));
                 }
-                None => {
-                    let near: Vec<&String> = reg
-                        .external_names()
-                        .iter()
-                        .filter(|n| strsim::levenshtein(n, &metric) <= 3)
-                        .take(10)
-                        .collect();
-                    out.insert("matched".into(), Value::Null);
-                    out.insert(
+                (None, found) => match found {
+                    Some(m) => {
+                        out.insert("matched".into(), json!({"rule": m.rule.label(), "seriesQuery": m.rule.series_query, "series": &*m.series_name,
+                        "namespaced": m.rule.resources.namespaced(), "emptyResult": if m.rule.empty_as_zero { "zero" } else { "empty" }}));
+                        let nsm = if m.rule.resources.namespaced() {
+                            m.rule.namespace_label.as_deref().zip(ns.as_deref())
+                        } else {
+                            None
+                        };
+                        rendered =
+                            render_external(&m.rule, &m.series_name, nsm, &params.label_selector)
+                                .ok();
+                    }
+                    None => {
+                        let near: Vec<&String> = reg
+                            .external_names()
+                            .iter()
+                            .filter(|n| strsim::levenshtein(n, &metric) <= 3)
+                            .take(10)
+                            .collect();
+                        out.insert("matched".into(), Value::Null);
+                        out.insert(
                         "why".into(),
                         json!(format!(
                             "no external rule discovered {metric}; {}nearest candidates: {near:?}",
@@ -243,7 +250,8 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                                 .unwrap_or_default()
                         )),
                     );
-                }
+                    }
+                },
             }
         }
         _ => {}
@@ -343,6 +351,29 @@ fn print_text(out: &Value) {
             "\nno rule matched: {}",
             out["why"].as_str().unwrap_or_default()
         ),
+        m if m["windows"].is_array() => {
+            println!(
+                "\nmatched {}, a schedule floor in {} (now {}), namespaces: {}",
+                m["rule"].as_str().unwrap_or_default(),
+                m["timezone"].as_str().unwrap_or_default(),
+                m["localTime"].as_str().unwrap_or_default(),
+                m["namespaces"]
+            );
+            for w in m["windows"].as_array().into_iter().flatten() {
+                println!(
+                    "  {} window {} → {}: {} replicas",
+                    if w["active"] == true {
+                        "active"
+                    } else {
+                        "      "
+                    },
+                    w["start"].as_str().unwrap_or_default(),
+                    w["end"].as_str().unwrap_or_default(),
+                    w["replicas"]
+                );
+            }
+            println!("  value now: {}", m["value"]);
+        }
         m => {
             println!(
                 "\nmatched {} (seriesQuery {}), series {}",
@@ -404,4 +435,27 @@ fn print_text(out: &Value) {
         }
         println!("HPA: {} → {} replicas", h["current"], h["desired"]);
     }
+}
+
+/// A schedule floor taken apart: its zone, each window with whether it is active now, and the
+/// value now.
+fn schedule_explained(s: &crate::rules::schedule::Schedule) -> Value {
+    let now = chrono::Utc::now();
+    let state = s.state_at(now);
+    json!({
+        "rule": s.label(),
+        "timezone": s.zone.name(),
+        "localTime": now.with_timezone(&s.zone).format("%Y-%m-%d %H:%M %Z").to_string(),
+        "namespaces": if s.namespaces.is_empty() { json!("all") } else { json!(s.namespaces) },
+        "windows": s.windows.iter().enumerate().map(|(i, w)| json!({
+            "start": w.start.as_str(),
+            "end": w.end.as_str(),
+            "replicas": w.replicas,
+            "active": state.as_ref().map(|st| st.active.contains(&i)).unwrap_or(false),
+        })).collect::<Vec<_>>(),
+        "value": match &state {
+            Ok(st) => json!(st.value),
+            Err(e) => json!(e.to_string()),
+        },
+    })
 }

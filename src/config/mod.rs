@@ -10,7 +10,7 @@ use std::path::Path;
 
 pub use schema::{
     DiscoveryRule, EmptyResult, GroupResource, MetricsDiscoveryConfig, NameMapping, RegexFilter,
-    ResourceMapping, ResourceRule, ResourceRules, Text,
+    ResourceMapping, ResourceRule, ResourceRules, ScheduleRule, ScheduleWindow, Text,
 };
 
 /// Why a rules file could not be read or parsed.

@@ -78,6 +78,42 @@ pub struct MetricsDiscoveryConfig {
     /// Rules served through `metrics.k8s.io`; absent means that API is not served.
     #[serde(default)]
     pub resource_rules: Option<ResourceRules>,
+    /// Our extension: external metrics whose value follows cron windows (schedule floors).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub schedule_rules: Vec<ScheduleRule>,
+}
+
+/// A `scheduleRules` entry: an external metric that needs no backend, whose value is the
+/// highest `replicas` of its active windows, in KEDA's cron-scaler terms.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleRule {
+    /// The external metric name served.
+    #[serde(default)]
+    pub name: Text,
+    /// IANA time zone the windows' cron expressions are read in.
+    #[serde(default)]
+    pub timezone: Text,
+    /// Namespaces the metric is served in; empty means every namespace.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub namespaces: Vec<Text>,
+    /// The windows; the highest `replicas` among the active ones is the value.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub windows: Vec<ScheduleWindow>,
+}
+
+/// One window of a schedule rule: active from its most recent `start` until the next `end`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ScheduleWindow {
+    /// Five-field cron expression opening the window.
+    #[serde(default)]
+    pub start: Text,
+    /// Five-field cron expression closing the window.
+    #[serde(default)]
+    pub end: Text,
+    /// The value while the window is active.
+    pub replicas: serde_saphyr::Spanned<u32>,
 }
 
 /// One custom or external metrics rule.

@@ -8,6 +8,7 @@ use super::RuleError;
 use super::mapper::{GroupResource, RestMapper};
 use super::naming::MetricNamer;
 use super::resources::ResourceConverter;
+use super::schedule::Schedule;
 use super::template::{Template, Value};
 use crate::config::{DiscoveryRule, MetricsDiscoveryConfig, ResourceRule, Text};
 use crate::duration::parse_prometheus_duration;
@@ -108,6 +109,10 @@ pub struct CompiledConfig {
     pub external_rules: Vec<Arc<CompiledRule>>,
     /// Resource-metrics rules, when configured.
     pub resource_rules: Option<ResourceRuleSet>,
+    /// Schedule floors, served as external metrics without a backend.
+    pub schedules: Vec<Arc<Schedule>>,
+    /// Doubts about the schedules (overlapping windows).
+    pub schedule_warnings: Vec<RuleError>,
 }
 
 impl CompiledConfig {
@@ -126,7 +131,20 @@ impl CompiledConfig {
         self.all_rules()
             .flat_map(|r| r.warnings.iter())
             .chain(self.resource_rules.iter().flat_map(|r| r.warnings.iter()))
+            .chain(self.schedule_warnings.iter())
             .collect()
+    }
+
+    /// Whether `external.metrics.k8s.io` is served: by external rules or schedule floors.
+    pub fn serves_external(&self) -> bool {
+        !self.external_rules.is_empty() || !self.schedules.is_empty()
+    }
+
+    /// The schedule floor serving `metric` in `namespace`, if any.
+    pub fn schedule(&self, metric: &str, namespace: &str) -> Option<&Arc<Schedule>> {
+        self.schedules
+            .iter()
+            .find(|s| s.name == metric && s.serves_namespace(namespace))
     }
 }
 
@@ -158,6 +176,10 @@ pub fn compile(
             Err(e) => errors.extend(e),
         }
     }
+    let schedules = super::schedule::compile(&config.schedule_rules, chrono::Utc::now());
+    errors.extend(schedules.errors);
+    out.schedules = schedules.schedules;
+    out.schedule_warnings = schedules.warnings;
     if errors.is_empty() {
         Ok(out)
     } else {

@@ -11,6 +11,7 @@ pub mod naming;
 pub mod query;
 pub mod quote;
 pub mod resources;
+pub mod schedule;
 pub mod selector;
 pub mod template;
 
