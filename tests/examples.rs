@@ -94,11 +94,25 @@ fn samples() -> String {
         Box::new(|_| 7.0),
     ));
 
+    gauges.extend(llm_serving_series(start));
+
     let mut out = String::new();
     let mut typed = std::collections::BTreeSet::new();
+    let histograms: std::collections::BTreeSet<&str> = gauges
+        .iter()
+        .filter_map(|(s, _)| s.split('{').next().unwrap().strip_suffix("_bucket"))
+        .collect();
     for (series, f) in &gauges {
         let name = series.split('{').next().unwrap();
-        if typed.insert(name.to_string()) {
+        let histogram = ["_bucket", "_count", "_sum"]
+            .iter()
+            .filter_map(|suffix| name.strip_suffix(suffix))
+            .find(|base| histograms.contains(base));
+        if let Some(base) = histogram {
+            if typed.insert(base.to_string()) {
+                writeln!(out, "# TYPE {base} histogram").unwrap();
+            }
+        } else if typed.insert(name.to_string()) {
             if let Some(base) = name.strip_suffix("_total") {
                 writeln!(out, "# TYPE {base} counter").unwrap();
             } else {
@@ -110,6 +124,83 @@ fn samples() -> String {
         }
     }
     out.push_str("# EOF\n");
+    out
+}
+
+/// vLLM pods in namespace `llm`, in the label shapes vLLM's v1 engine and NVIDIA's dcgm-exporter
+/// export (plus the `namespace` and `pod` a pod monitor adds); `vllm-legacy-0` runs an older vLLM
+/// that names its KV-cache gauge `vllm:gpu_cache_usage_perc`.
+fn llm_serving_series(start: i64) -> Vec<Series> {
+    const MODEL: &str = "llama-3.1-8b-instruct";
+    let mut out: Vec<Series> = Vec::new();
+    // (pod, waiting, KV-cache fraction, generated tokens/s, GPU utilisations, requests/s)
+    let pods: [(&str, f64, f64, f64, &[f64], f64); 4] = [
+        ("vllm-0", 2.0, 0.35, 120.0, &[80.0, 90.0], 4.0),
+        ("vllm-1", 6.0, 0.92, 340.0, &[40.0], 8.0),
+        ("vllm-2", 10.0, 0.61, 250.0, &[60.0], 6.0),
+        ("vllm-legacy-0", 6.0, 0.72, 90.0, &[70.0], 2.0),
+    ];
+    let vllm = |name: &str, pod: &str, extra: &str| {
+        format!(
+            "{name}{{{extra}engine=\"0\",model_name=\"{MODEL}\",namespace=\"llm\",pod=\"{pod}\",job=\"vllm\"}}"
+        )
+    };
+    for (pod, waiting, kv, tokens, _, _) in pods {
+        out.push((
+            vllm("vllm:num_requests_waiting", pod, ""),
+            Box::new(move |_| waiting),
+        ));
+        let kv_name = if pod.contains("legacy") {
+            "vllm:gpu_cache_usage_perc"
+        } else {
+            "vllm:kv_cache_usage_perc"
+        };
+        out.push((vllm(kv_name, pod, ""), Box::new(move |_| kv)));
+        out.push((
+            vllm("vllm:generation_tokens_total", pod, ""),
+            Box::new(move |t| (t - start) as f64 * tokens),
+        ));
+    }
+    for (pod, _, _, _, gpus, _) in pods {
+        for (i, util) in gpus.iter().copied().enumerate() {
+            out.push((
+                format!(
+                    "DCGM_FI_DEV_GPU_UTIL{{gpu=\"{i}\",UUID=\"GPU-5fd4f2a1-{pod}-{i}\",device=\"nvidia{i}\",modelName=\"NVIDIA A100-SXM4-80GB\",Hostname=\"gpu-node-1\",DCGM_FI_DRIVER_VERSION=\"550.54.15\",container=\"vllm\",namespace=\"llm\",pod=\"{pod}\"}}"
+                ),
+                Box::new(move |_| util),
+            ));
+        }
+    }
+    // Time to first token: the same spread on every pod (20 % within 0.25 s, 50 % within 0.5 s,
+    // 80 % within 1 s, all within 2 s), so the model's p90 is 1 + 0.1 / 0.2 × 1 = 1.5 s.
+    let buckets = [
+        ("0.25", 0.2),
+        ("0.5", 0.5),
+        ("1.0", 0.8),
+        ("2.0", 1.0),
+        ("5.0", 1.0),
+        ("+Inf", 1.0),
+    ];
+    for (pod, _, _, _, _, rps) in pods {
+        for (le, share) in buckets {
+            out.push((
+                vllm(
+                    "vllm:time_to_first_token_seconds_bucket",
+                    pod,
+                    &format!("le=\"{le}\","),
+                ),
+                Box::new(move |t| ((t - start) as f64 * rps * share).round()),
+            ));
+        }
+        out.push((
+            vllm("vllm:time_to_first_token_seconds_count", pod, ""),
+            Box::new(move |t| ((t - start) as f64 * rps).round()),
+        ));
+        out.push((
+            vllm("vllm:time_to_first_token_seconds_sum", pod, ""),
+            Box::new(move |t| (t - start) as f64 * rps * 0.9),
+        ));
+    }
     out
 }
 
@@ -498,5 +589,153 @@ async fn schedule_floors_follow_the_wall_clock_and_lift_the_hpa() {
             .external_average_value(&[floor], 1.0)
             .max(h.pods_average_value(rate, 10.0));
         assert_eq!(desired, expected, "floor {floor}, rates {rate:?}");
+    }
+}
+
+#[tokio::test]
+async fn llm_serving_presets_serve_names_with_colons_and_match_the_backend() {
+    const PODS: &str = "vllm-0|vllm-1|vllm-2|vllm-legacy-0";
+    const CUSTOM: &str = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/llm/pods/*";
+    for (name, url) in backends() {
+        let b = (name, url.as_str());
+        let a = Adapter::start_with(&example("llm-serving.yaml"), &url, &["--standalone"]).await;
+        let hpa = Hpa::new(4, 1, 20);
+
+        // Discovery lists the names with their colons.
+        let (code, body) = a.get("/apis/custom.metrics.k8s.io/v1beta2").await;
+        assert_eq!(code, 200, "{name}: {body}");
+        let listed: Vec<&str> = body["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap())
+            .collect();
+        for metric in [
+            "pods/vllm:num_requests_waiting",
+            "pods/vllm:kv_cache_usage_perc",
+            "pods/vllm:generation_tokens_per_second",
+            "pods/gpu_utilization_percent",
+        ] {
+            assert!(
+                listed.contains(&metric),
+                "{name}: {metric} not in {listed:?}"
+            );
+        }
+
+        let waiting = per_pod(
+            &a,
+            b,
+            &format!("{CUSTOM}/vllm:num_requests_waiting"),
+            &format!(r#"sum(vllm:num_requests_waiting{{namespace="llm",pod=~"{PODS}"}}) by (pod)"#),
+        )
+        .await;
+        assert_eq!(waiting, [2.0, 6.0, 10.0, 6.0], "{name}");
+        assert_eq!(hpa.pods_average_value(&waiting, 5.0), 5, "{name}");
+        // The colon percent-encoded, as some clients send it, is the same metric.
+        let (code, encoded) = a
+            .get(&format!("{CUSTOM}/vllm%3Anum_requests_waiting"))
+            .await;
+        assert_eq!(code, 200, "{name}: {encoded}");
+        assert_eq!(encoded["items"].as_array().unwrap().len(), 4);
+        assert_eq!(
+            encoded["items"][0]["metric"]["name"],
+            "vllm:num_requests_waiting"
+        );
+
+        // Old and new KV-cache gauge names under the newer name.
+        let kv = per_pod(
+            &a,
+            b,
+            &format!("{CUSTOM}/vllm:kv_cache_usage_perc"),
+            &format!(
+                r#"max by (pod) ({{__name__=~"vllm:(kv|gpu)_cache_usage_perc",namespace="llm",pod=~"{PODS}"}})"#
+            ),
+        )
+        .await;
+        for (got, want) in kv.iter().zip([0.35, 0.92, 0.61, 0.72]) {
+            assert!(close(*got, want), "{name}: {kv:?}");
+        }
+        assert_eq!(hpa.pods_average_value(&kv, 0.5), 6, "{name}");
+
+        let tokens = per_pod(
+            &a,
+            b,
+            &format!("{CUSTOM}/vllm:generation_tokens_per_second"),
+            &format!(
+                r#"sum(rate(vllm:generation_tokens_total{{namespace="llm",pod=~"{PODS}"}}[2m])) by (pod)"#
+            ),
+        )
+        .await;
+        for (got, want) in tokens.iter().zip([120.0, 340.0, 250.0, 90.0]) {
+            assert!(close(*got, want), "{name}: {tokens:?}");
+        }
+        assert_eq!(hpa.pods_average_value(&tokens, 200.0), 4, "{name}");
+
+        let gpu = per_pod(
+            &a,
+            b,
+            &format!("{CUSTOM}/gpu_utilization_percent"),
+            &format!(r#"avg(DCGM_FI_DEV_GPU_UTIL{{namespace="llm",pod=~"{PODS}"}}) by (pod)"#),
+        )
+        .await;
+        assert_eq!(gpu, [85.0, 40.0, 60.0, 70.0], "{name}");
+        assert_eq!(hpa.pods_average_value(&gpu, 70.0), 4, "{name}");
+
+        let selector = "labelSelector=model_name%3Dllama-3.1-8b-instruct";
+        let ttft = external(
+            &a,
+            b,
+            &format!("{EXT}/llm/vllm:time_to_first_token_seconds:p90?{selector}"),
+            r#"histogram_quantile(0.9, sum by (le, model_name) (rate(vllm:time_to_first_token_seconds_bucket{model_name="llama-3.1-8b-instruct",namespace="llm"}[2m])))"#,
+        )
+        .await;
+        assert!(close(values(&ttft)[0], 1.5), "{name}: {ttft:?}");
+        assert_eq!(hpa.external_value(&values(&ttft), 1.0), 6, "{name}");
+
+        let queued = external(
+            &a,
+            b,
+            &format!("{EXT}/llm/vllm:num_requests_waiting?{selector}"),
+            r#"sum(vllm:num_requests_waiting{model_name="llama-3.1-8b-instruct",namespace="llm"}) by (model_name)"#,
+        )
+        .await;
+        assert_eq!(values(&queued), [24.0], "{name}");
+        assert_eq!(
+            hpa.external_average_value(&values(&queued), 5.0),
+            5,
+            "{name}"
+        );
+
+        // `check` against the backend names what each rule produced, colons and all.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+            .args(["check", "--strict", "-o", "json", "--metrics-max-age=20m"])
+            .arg(format!(
+                "--config={}/config/examples/llm-serving.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .arg(format!("--prometheus-url={url}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(0), "{name}: {text}");
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let produced: Vec<String> = report["discovery"]["rules"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r["names"].as_array().cloned().unwrap_or_default())
+            .map(|n| n.as_str().unwrap().to_string())
+            .collect();
+        for metric in [
+            "pods/vllm:num_requests_waiting",
+            "pods/vllm:kv_cache_usage_perc",
+            "vllm:time_to_first_token_seconds:p90",
+            "vllm:num_requests_waiting",
+        ] {
+            assert!(
+                produced.iter().any(|p| p == metric),
+                "{name}: {metric} not in {produced:?}"
+            );
+        }
     }
 }
