@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Instant, SystemTime};
 
 use prom_metrics_adapter::config;
-use prom_metrics_adapter::discovery::Registry;
+use prom_metrics_adapter::discovery::{Registry, SeriesKey};
 use prom_metrics_adapter::query::prometheus::decode_series;
 use prom_metrics_adapter::rules::{RestMapper, compile};
 
@@ -93,10 +93,10 @@ fn measure(n: usize, rounds: usize) {
         let t = Instant::now();
         let set = Arc::new(decode_series("bench", body.as_bytes()).unwrap());
         decode_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let answers: HashMap<String, Arc<_>> = cfg
+        let answers: HashMap<SeriesKey, Arc<_>> = cfg
             .rules
             .iter()
-            .map(|r| (r.series_query.clone(), set.clone()))
+            .map(|r| (SeriesKey::of(r), set.clone()))
             .collect();
         let t = Instant::now();
         let reg = Registry::build(&cfg, &mapper, &answers, SystemTime::now());

@@ -28,6 +28,8 @@ pub struct RequestLabels {
 /// Labels of calls to Prometheus.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
+    /// `default` (`--prometheus-url`) or the name of a `backends` entry.
+    pub backend: String,
     /// `/api/v1/query` or `/api/v1/series`.
     pub endpoint: String,
 }
@@ -58,6 +60,8 @@ pub struct RuleLabels {
 /// Labels of answers to metric queries.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct SourceLabels {
+    /// `default` (`--prometheus-url`) or the name of a `backends` entry.
+    pub backend: String,
     /// `fetched`, `joined`, `reused` or `stale`.
     pub source: String,
 }
@@ -324,8 +328,9 @@ impl Metrics {
     }
 
     /// Records a Prometheus call.
-    pub fn backend_call(&self, endpoint: &str, took: Duration, ok: bool) {
+    pub fn backend_call(&self, backend: &str, endpoint: &str, took: Duration, ok: bool) {
         let labels = BackendLabels {
+            backend: backend.to_string(),
             endpoint: endpoint.to_string(),
         };
         self.backend_duration
@@ -380,7 +385,7 @@ mod tests {
                 code: "200".into(),
             })
             .inc();
-        m.backend_call("/api/v1/query", Duration::from_millis(3), false);
+        m.backend_call("default", "/api/v1/query", Duration::from_millis(3), false);
         let text = m.encode();
         assert!(
             text.contains(
@@ -394,7 +399,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                "prom_metrics_adapter_prometheus_request_errors_total{endpoint=\"/api/v1/query\"}"
+                "prom_metrics_adapter_prometheus_request_errors_total{backend=\"default\",endpoint=\"/api/v1/query\"}"
             ),
             "{text}"
         );

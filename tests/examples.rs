@@ -133,8 +133,9 @@ fn samples() -> String {
 fn llm_serving_series(start: i64) -> Vec<Series> {
     const MODEL: &str = "llama-3.1-8b-instruct";
     let mut out: Vec<Series> = Vec::new();
-    // (pod, waiting, KV-cache fraction, generated tokens/s, GPU utilisations, requests/s)
-    let pods: [(&str, f64, f64, f64, &[f64], f64); 4] = [
+    /// (pod, waiting, KV-cache fraction, generated tokens/s, GPU utilisations, requests/s)
+    type Pod = (&'static str, f64, f64, f64, &'static [f64], f64);
+    let pods: [Pod; 4] = [
         ("vllm-0", 2.0, 0.35, 120.0, &[80.0, 90.0], 4.0),
         ("vllm-1", 6.0, 0.92, 340.0, &[40.0], 8.0),
         ("vllm-2", 10.0, 0.61, 250.0, &[60.0], 6.0),

@@ -1631,13 +1631,23 @@ fn installed_beside_another_adapter_the_chart_registers_and_patches_no_apiservic
 }
 
 #[test]
-fn chart_schedule_floors_render_as_schedule_rules_and_register_the_external_api() {
+fn chart_schedule_floors_and_named_backends_render_into_the_config() {
     let dir = tempfile::tempdir().unwrap();
     let values = dir.path().join("values.yaml");
     std::fs::write(
         &values,
         r#"rules:
   default: false
+  backends:
+  - name: longterm
+    url: http://thanos-query.monitoring.svc:9090
+    headers: {X-Scope-OrgID: team-a}
+  custom:
+  - seriesQuery: 'http_requests_total{namespace!="",pod!=""}'
+    backend: longterm
+    resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+    name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+    metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
   schedules:
   - name: storefront-floor
     timezone: Europe/Berlin
@@ -1652,8 +1662,14 @@ fn chart_schedule_floors_render_as_schedule_rules_and_register_the_external_api(
     assert!(text.contains("scheduleRules:"), "{text}");
     assert_eq!(compiled.schedules.len(), 1);
     assert_eq!(compiled.schedules[0].name, "storefront-floor");
+    assert_eq!(compiled.backends.len(), 1);
+    assert_eq!(compiled.rules[0].backend_name(), "longterm");
     assert_eq!(
         api_service_names(&docs),
-        BTreeSet::from(["v1beta1.external.metrics.k8s.io".to_string()])
+        BTreeSet::from([
+            "v1beta1.custom.metrics.k8s.io".to_string(),
+            "v1beta2.custom.metrics.k8s.io".to_string(),
+            "v1beta1.external.metrics.k8s.io".to_string()
+        ])
     );
 }

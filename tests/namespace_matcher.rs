@@ -38,7 +38,8 @@ fn compiled() -> CompiledConfig {
 /// (label, operator, value)
 type Matcher = (String, String, String);
 
-/// Collects the matchers of every selector of `series`, with its count of `or` groups.
+/// Collects the matchers of every selector of `series` (or without a metric name), with its
+/// count of `or` groups.
 struct Selectors<'a> {
     series: &'a str,
     found: Vec<(Vec<Matcher>, usize)>,
@@ -52,7 +53,9 @@ impl ExprVisitor for Selectors<'_> {
             Expr::MatrixSelector(ms) => &ms.vs,
             _ => return Ok(true),
         };
-        if vs.name.as_deref() == Some(self.series) {
+        // A selector by `__name__` matchers alone (`{__name__=~"a|b",…}`) may select the
+        // series too, so it must keep the namespace as well.
+        if vs.name.as_deref() == Some(self.series) || vs.name.is_none() {
             let ms = vs
                 .matchers
                 .matchers

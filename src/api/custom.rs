@@ -186,6 +186,7 @@ async fn answer(
                 selector: &params.label_selector,
                 series_name: &metric.series_name,
                 resource_label,
+                backend: metric.rule.backend.as_ref(),
             })
             .await
             .map_err(|e| ApiError::Internal(format!("unable to list matching resources: {e}")))?;
@@ -220,9 +221,15 @@ async fn answer(
         }
         other => ApiError::Internal(other.to_string()),
     })?;
-    let (answer, freshness) = app.queries.query(&query).await.map_err(|e| {
-        ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
-    })?;
+    let (answer, freshness) = app
+        .queries
+        .backend(metric.rule.backend.as_ref())
+        .map_err(|e| ApiError::Internal(format!("unable to fetch metrics: {e}")))?
+        .query(&query)
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
+        })?;
     if let crate::query::shared::Freshness::Stale(age) = freshness {
         crate::telemetry::metrics().stale_answer(&metric.rule.label(), age);
     }

@@ -77,9 +77,15 @@ pub async fn get_external_metric(
             }
             other => ApiError::Internal(other.to_string()),
         })?;
-    let (answer, freshness) = app.queries.query(&query).await.map_err(|e| {
-        ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
-    })?;
+    let (answer, freshness) = app
+        .queries
+        .backend(rule.backend.as_ref())
+        .map_err(|e| ApiError::Internal(format!("unable to fetch metrics: {e}")))?
+        .query(&query)
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
+        })?;
     if let crate::query::shared::Freshness::Stale(age) = freshness {
         crate::telemetry::metrics().stale_answer(&rule.label(), age);
     }

@@ -14,6 +14,8 @@ use super::flags::{Output, RulesTarget};
 use crate::config;
 use crate::discovery::{Discoverer, DiscoverySettings, Registry, RuleStats};
 use crate::query::PrometheusClient;
+use crate::query::shared::SharedQueries;
+use crate::rules::backends::BackendSpec;
 use crate::rules::lint::{Finding, Level, lint};
 use crate::rules::{self, RestMapper};
 
@@ -71,8 +73,13 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
 
     let mut discovery = None;
     if online && let Some(c) = compiled {
-        let client = PrometheusClient::new(&super::prometheus_settings(&args.target.prometheus))?;
-        if let Some(interval) = scrape_interval(&client).await
+        let queries = Arc::new(SharedQueries::new(
+            &super::prometheus_settings(&args.target.prometheus),
+            Duration::ZERO,
+            Duration::ZERO,
+        )?);
+        findings.extend(unreachable_backends(&queries, &c.backends).await);
+        if let Some(interval) = scrape_interval(queries.client()).await
             && args.target.metrics_max_age < interval
         {
             findings.push(Finding {
@@ -87,7 +94,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         let config = Arc::new(ArcSwap::from_pointee(c));
         let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
         let mut discoverer = Discoverer::new(
-            client,
+            queries,
             config.clone(),
             Arc::new(ArcSwap::from_pointee(mapper.clone())),
             registry.clone(),
@@ -102,9 +109,13 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             p.abort();
         }
         for f in &report.failures {
+            let location = match &f.key.backend {
+                Some(b) => format!("seriesQuery {:?} on backend {}", f.key.query, b.name),
+                None => format!("seriesQuery {:?}", f.key.query),
+            };
             findings.push(Finding {
                 level: Level::Error,
-                location: format!("seriesQuery {:?}", f.query),
+                location,
                 message: f.error.to_string(),
             });
         }
@@ -113,7 +124,11 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         let rules: Vec<Value> = config
             .all_rules()
             .zip(reg.custom_stats.iter().chain(reg.external_stats.iter()))
-            .map(|(r, s)| rule_report(&r.label(), &r.series_query, s))
+            .map(|(r, s)| {
+                let mut report = rule_report(&r.label(), &r.series_query, s);
+                report["backend"] = json!(r.backend_name());
+                report
+            })
             .collect();
         discovery = Some(json!({
             "prometheus": crate::query::prometheus::redacted_url(&args.target.prometheus.prometheus_url),
@@ -159,6 +174,33 @@ fn rule_report(label: &str, query: &str, s: &RuleStats) -> Value {
         },
         "metrics": s.metrics, "names": s.names,
     })
+}
+
+/// One finding per named backend that cannot be built or does not answer a trivial query.
+async fn unreachable_backends(queries: &SharedQueries, specs: &[Arc<BackendSpec>]) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (index, spec) in specs.iter().enumerate() {
+        let location = format!("backends[{index}] ({})", spec.name);
+        let answer = match queries.backend(Some(spec)) {
+            Ok(b) => b
+                .client()
+                .query("1", crate::api::unix_now())
+                .await
+                .map(drop),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = answer {
+            out.push(Finding {
+                level: Level::Error,
+                location,
+                message: format!(
+                    "unreachable at {}: {e}",
+                    crate::query::prometheus::redacted_url(&spec.url)
+                ),
+            });
+        }
+    }
+    out
 }
 
 /// Prometheus' global scrape interval, from its running configuration.

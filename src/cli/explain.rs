@@ -15,8 +15,8 @@ use crate::api::{self, AppState, request};
 use crate::config;
 use crate::discovery::{CustomMetricKey, Discoverer, DiscoverySettings, Registry};
 use crate::hpa::explain::{HpaSpec, MetricKind};
+use crate::query::QueryResult;
 use crate::query::objects::{ListRequest, ObjectLister, SeriesObjectLister};
-use crate::query::{PrometheusClient, QueryResult};
 use crate::rules::query::{ObjectNames, ObjectScope, render_custom, render_external};
 use crate::rules::{self, RestMapper};
 
@@ -61,13 +61,18 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 .join("\n")
         )
     })?;
-    let client = PrometheusClient::new(&super::prometheus_settings(&args.target.prometheus))?;
+    // Explaining shows what the backend answers now: nothing shared, nothing stale.
+    let queries = Arc::new(crate::query::shared::SharedQueries::new(
+        &super::prometheus_settings(&args.target.prometheus),
+        Duration::ZERO,
+        Duration::ZERO,
+    )?);
     let config = Arc::new(ArcSwap::from_pointee(compiled));
     let mapper_swap = Arc::new(ArcSwap::from_pointee(mapper.clone()));
     let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
     let progress = super::progress_line(args.output == Output::Text);
     let report = Discoverer::new(
-        client.clone(),
+        queries.clone(),
         config.clone(),
         mapper_swap.clone(),
         registry.clone(),
@@ -81,12 +86,6 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     if let Some(p) = progress {
         p.abort();
     }
-    // Explaining shows what the backend answers now: nothing shared, nothing stale.
-    let queries = Arc::new(crate::query::shared::SharedQueries::new(
-        client.clone(),
-        std::time::Duration::ZERO,
-        std::time::Duration::ZERO,
-    ));
     let objects = ObjectLister::Series(SeriesObjectLister::new(
         queries.clone(),
         args.target.metrics_max_age,
@@ -105,7 +104,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 report
                     .failures
                     .iter()
-                    .map(|f| format!("{}: {}", f.query, f.error))
+                    .map(|f| format!("{}: {}", f.key.query, f.error))
                     .collect::<Vec<_>>()
             ),
         );
@@ -116,6 +115,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         request::parse_params(query_string.as_deref()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let now = api::unix_now();
     let mut rendered = None;
+    let mut backend = None;
     match segs.get(1).map(|s| s.as_ref()) {
         Some(api::custom::GROUP) if segs.len() > 3 => {
             let p =
@@ -134,7 +134,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
             match (info, key.as_ref().and_then(|k| reg.custom(k))) {
                 (Some(info), Some(m)) => {
                     out.insert("matched".into(), json!({
-                        "rule": m.rule.label(), "seriesQuery": m.rule.series_query, "series": &*m.series_name,
+                        "rule": m.rule.label(), "seriesQuery": m.rule.series_query, "series": &*m.series_name, "backend": m.rule.backend_name(),
                         "resourceLabel": m.resource_label.clone().unwrap_or_else(|e| e),
                         "namespaceLabel": m.rule.namespace_label,
                         "problems": m.rule.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
@@ -153,6 +153,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                                     selector: &params.label_selector,
                                     series_name: &m.series_name,
                                     resource_label: label,
+                                    backend: m.rule.backend.as_ref(),
                                 })
                                 .await
                                 .unwrap_or_default()
@@ -161,6 +162,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                         };
                         out.insert("objects".into(), json!(names));
                         if !names.is_empty() {
+                            backend = m.rule.backend.clone();
                             rendered = render_custom(
                                 &m.rule,
                                 &m.series_name,
@@ -222,13 +224,14 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
                 }
                 (None, found) => match found {
                     Some(m) => {
-                        out.insert("matched".into(), json!({"rule": m.rule.label(), "seriesQuery": m.rule.series_query, "series": &*m.series_name,
+                        out.insert("matched".into(), json!({"rule": m.rule.label(), "seriesQuery": m.rule.series_query, "series": &*m.series_name, "backend": m.rule.backend_name(),
                         "namespaced": m.rule.resources.namespaced(), "emptyResult": if m.rule.empty_as_zero { "zero" } else { "empty" }}));
                         let nsm = if m.rule.resources.namespaced() {
                             m.rule.namespace_label.as_deref().zip(ns.as_deref())
                         } else {
                             None
                         };
+                        backend = m.rule.backend.clone();
                         rendered =
                             render_external(&m.rule, &m.series_name, nsm, &params.label_selector)
                                 .ok();
@@ -258,6 +261,8 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
     }
     if let Some(q) = &rendered {
         out.insert("query".into(), json!(q));
+        let client = queries.backend(backend.as_ref())?.client().clone();
+        out.insert("backend".into(), json!(client.name()));
         let answer = match client.query(q, now).await {
             Ok(QueryResult::Vector(v)) => json!(v.iter().map(|s| json!({"labels": s.labels, "value": s.value.to_string(), "timestamp": s.timestamp})).collect::<Vec<_>>()),
             Ok(QueryResult::Scalar(s)) => json!({"scalar": s.value.to_string()}),
@@ -381,6 +386,9 @@ fn print_text(out: &Value) {
                 m["seriesQuery"],
                 m["series"].as_str().unwrap_or_default()
             );
+            if let Some(b) = m["backend"].as_str().filter(|b| *b != "default") {
+                println!("  backend {b}");
+            }
             if let Some(l) = m["resourceLabel"].as_str() {
                 println!(
                     "  object label {l}, namespace label {}",

@@ -22,9 +22,9 @@ use crate::api::{self, AppState};
 use crate::config;
 use crate::discovery::{Discoverer, DiscoverySettings, Registry};
 use crate::k8s;
+use crate::query::PrometheusSettings;
 use crate::query::objects::{ObjectLister, SeriesObjectLister};
 use crate::query::shared::SharedQueries;
-use crate::query::{PrometheusClient, PrometheusSettings};
 use crate::rules::{self, CompiledConfig, RestMapper};
 use crate::server::authn::{self, Authenticator, AuthnConfig, RequestHeaderConfig, TokenReviewer};
 use crate::server::authz::Authorizer;
@@ -209,20 +209,23 @@ pub fn build_adapter(
     if !compiled.rules.is_empty() && flags.max_age() < flags.metrics_relist_interval {
         bail!("--metrics-max-age must not be less than --metrics-relist-interval");
     }
-    let client = PrometheusClient::new(&prometheus_settings(&flags.prometheus))?;
     crate::telemetry::metrics()
         .query_timeout
         .set(flags.prometheus.prometheus_query_timeout.as_secs_f64());
     let queries = Arc::new(SharedQueries::new(
-        client.clone(),
+        &prometheus_settings(&flags.prometheus),
         flags.query_cache_ttl,
         flags.serve_stale_for,
-    ));
+    )?);
+    // A named backend whose files cannot be read fails start-up, as the default one does.
+    for spec in &compiled.backends {
+        queries.backend(Some(spec))?;
+    }
     let config = Arc::new(ArcSwap::from_pointee(compiled));
     let mapper = Arc::new(ArcSwap::from_pointee(mapper));
     let registry = Arc::new(ArcSwap::from_pointee(Registry::default()));
     let discoverer = Discoverer::new(
-        client.clone(),
+        queries.clone(),
         config.clone(),
         mapper.clone(),
         registry.clone(),

@@ -9,8 +9,8 @@ pub mod schema;
 use std::path::Path;
 
 pub use schema::{
-    DiscoveryRule, EmptyResult, GroupResource, MetricsDiscoveryConfig, NameMapping, RegexFilter,
-    ResourceMapping, ResourceRule, ResourceRules, ScheduleRule, ScheduleWindow, Text,
+    Backend, DiscoveryRule, EmptyResult, GroupResource, MetricsDiscoveryConfig, NameMapping,
+    RegexFilter, ResourceMapping, ResourceRule, ResourceRules, ScheduleRule, ScheduleWindow, Text,
 };
 
 /// Why a rules file could not be read or parsed.

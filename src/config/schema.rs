@@ -81,6 +81,45 @@ pub struct MetricsDiscoveryConfig {
     /// Our extension: external metrics whose value follows cron windows (schedule floors).
     #[serde(default, deserialize_with = "null_as_default")]
     pub schedule_rules: Vec<ScheduleRule>,
+    /// Our extension: Prometheus-compatible backends besides `--prometheus-url`, which rules
+    /// name with `backend:`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub backends: Vec<Backend>,
+}
+
+/// A `backends` entry: a named Prometheus-compatible API (Thanos, Mimir, VictoriaMetrics…).
+/// Unset fields take the value of the `--prometheus-*` flags, except credentials, which are
+/// never inherited: a second backend is often another tenant or another owner.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Backend {
+    /// What rules write in `backend:`.
+    #[serde(default)]
+    pub name: Text,
+    /// Base URL; a path prefix (`/prometheus`, `/select/0/prometheus`) is kept.
+    #[serde(default)]
+    pub url: Text,
+    /// Headers sent with every call, such as `X-Scope-OrgID`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub headers: BTreeMap<String, String>,
+    /// File holding a bearer token, re-read every minute.
+    #[serde(default)]
+    pub bearer_token_file: Option<Text>,
+    /// CA bundle replacing the system roots.
+    #[serde(default)]
+    pub ca_file: Option<Text>,
+    /// Client certificate for mutual TLS.
+    #[serde(default)]
+    pub client_cert_file: Option<Text>,
+    /// Key of the client certificate.
+    #[serde(default)]
+    pub client_key_file: Option<Text>,
+    /// Timeout of one query (Go duration); default `--prometheus-query-timeout`.
+    #[serde(default)]
+    pub timeout: Option<Text>,
+    /// `GET` or `POST`; default `--prometheus-verb`.
+    #[serde(default)]
+    pub verb: Option<Text>,
 }
 
 /// A `scheduleRules` entry: an external metric that needs no backend, whose value is the
@@ -139,6 +178,10 @@ pub struct DiscoveryRule {
     /// upstream's behaviour (an empty list, which the HPA treats as an error).
     #[serde(default)]
     pub empty_result: Option<serde_saphyr::Spanned<EmptyResult>>,
+    /// Our extension: the `backends` entry this rule's discovery and queries go to; absent
+    /// means `--prometheus-url`.
+    #[serde(default)]
+    pub backend: Option<Text>,
 }
 
 /// What an external metric with no samples answers (`emptyResult`).

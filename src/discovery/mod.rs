@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-pub use registry::{CustomMetric, CustomMetricKey, ExternalMetric, Registry, RuleStats};
+pub use registry::{CustomMetric, CustomMetricKey, ExternalMetric, Registry, RuleStats, SeriesKey};
 
-use crate::query::prometheus::{PrometheusClient, PrometheusError, SeriesSet};
+use crate::query::prometheus::{PrometheusError, SeriesSet};
+use crate::query::shared::SharedQueries;
 use crate::rules::{CompiledConfig, RestMapper};
 
 /// Discovery settings from the command line.
@@ -32,8 +33,8 @@ pub struct DiscoverySettings {
 /// A `seriesQuery` that failed.
 #[derive(Debug)]
 pub struct QueryFailure {
-    /// The `seriesQuery`.
-    pub query: String,
+    /// The `seriesQuery` and its backend.
+    pub key: SeriesKey,
     /// The error.
     pub error: PrometheusError,
 }
@@ -51,13 +52,13 @@ pub struct RelistReport {
 
 /// Runs discovery and publishes registries.
 pub struct Discoverer {
-    client: PrometheusClient,
+    queries: Arc<SharedQueries>,
     config: Arc<ArcSwap<CompiledConfig>>,
     mapper: Arc<ArcSwap<RestMapper>>,
     registry: Arc<ArcSwap<Registry>>,
     settings: DiscoverySettings,
-    /// Last good answer per `seriesQuery`.
-    answers: HashMap<String, Arc<SeriesSet>>,
+    /// Last good answer per `seriesQuery` and backend.
+    answers: HashMap<SeriesKey, Arc<SeriesSet>>,
     /// Wakes the loop for a full relist now (a reloaded config).
     relist_now: Arc<tokio::sync::Notify>,
 }
@@ -72,14 +73,14 @@ fn unix_now() -> f64 {
 impl Discoverer {
     /// A discoverer publishing into `registry`.
     pub fn new(
-        client: PrometheusClient,
+        queries: Arc<SharedQueries>,
         config: Arc<ArcSwap<CompiledConfig>>,
         mapper: Arc<ArcSwap<RestMapper>>,
         registry: Arc<ArcSwap<Registry>>,
         settings: DiscoverySettings,
     ) -> Self {
         Discoverer {
-            client,
+            queries,
             config,
             mapper,
             registry,
@@ -94,34 +95,43 @@ impl Discoverer {
         self.relist_now.clone()
     }
 
-    /// The distinct non-empty `seriesQuery` strings of the current config.
-    fn current_queries(&self) -> Vec<String> {
+    /// The distinct non-empty listings (`seriesQuery` and backend) of the current config.
+    fn current_queries(&self) -> Vec<SeriesKey> {
         let config = self.config.load();
-        let mut queries: Vec<String> = config.all_rules().map(|r| r.series_query.clone()).collect();
-        queries.sort();
-        queries.dedup();
-        queries.retain(|q| !q.trim().is_empty());
-        queries
+        let mut keys: Vec<SeriesKey> = Vec::new();
+        for rule in config.all_rules() {
+            let key = SeriesKey::of(rule);
+            if !key.query.trim().is_empty() && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
     }
 
-    /// Fetches `queries` concurrently, keeping each success; returns the failures.
-    async fn fetch(&mut self, queries: &[String]) -> Vec<QueryFailure> {
+    /// Fetches `keys` concurrently, keeping each success; returns the failures.
+    async fn fetch(&mut self, keys: &[SeriesKey]) -> Vec<QueryFailure> {
         let end = unix_now();
         let start = end - self.settings.max_age.as_secs_f64();
-        let fetches = queries.iter().map(|q| {
-            let client = self.client.clone();
-            async move { (q.clone(), client.series(q, start, end).await) }
+        let fetches = keys.iter().map(|key| {
+            let backend = self.queries.backend(key.backend.as_ref());
+            async move {
+                let result = match backend {
+                    Ok(b) => b.client().series(&key.query, start, end).await,
+                    Err(e) => Err(e),
+                };
+                (key.clone(), result)
+            }
         });
         let mut failures = Vec::new();
-        for (query, result) in futures_util::future::join_all(fetches).await {
+        for (key, result) in futures_util::future::join_all(fetches).await {
             match result {
                 Ok(set) => {
-                    tracing::debug!(series_query = %query, series = set.raw_count, distinct = set.series.len(), "listed series");
-                    self.answers.insert(query, Arc::new(set));
+                    tracing::debug!(series_query = %key.query, backend = key.backend_name(), series = set.raw_count, distinct = set.series.len(), "listed series");
+                    self.answers.insert(key, Arc::new(set));
                 }
                 Err(error) => {
-                    tracing::warn!(series_query = %query, %error, "unable to list series; keeping the previous answer");
-                    failures.push(QueryFailure { query, error });
+                    tracing::warn!(series_query = %key.query, backend = key.backend_name(), %error, "unable to list series; keeping the previous answer");
+                    failures.push(QueryFailure { key, error });
                 }
             }
         }
@@ -195,7 +205,7 @@ impl Discoverer {
             let started = std::time::Instant::now();
             let report = self.relist().await;
             first_done.send_replace(true);
-            let mut pending: Vec<String> = transient(report.failures);
+            let mut pending: Vec<SeriesKey> = transient(report.failures);
             let mut backoff = Duration::from_secs(1);
             let mut woken = false;
             while !woken && !pending.is_empty() && started.elapsed() + backoff < interval {
@@ -218,10 +228,10 @@ impl Discoverer {
     }
 }
 
-fn transient(failures: Vec<QueryFailure>) -> Vec<String> {
+fn transient(failures: Vec<QueryFailure>) -> Vec<SeriesKey> {
     failures
         .into_iter()
         .filter(|f| f.error.is_transient())
-        .map(|f| f.query)
+        .map(|f| f.key)
         .collect()
 }

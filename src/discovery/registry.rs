@@ -8,9 +8,37 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::query::prometheus::SeriesSet;
+use crate::rules::backends::BackendSpec;
 use crate::rules::naming::{is_valid_api_metric_name, is_valid_series_name};
 use crate::rules::resources::LabelResource;
 use crate::rules::{CompiledConfig, CompiledRule, GroupResource, RestMapper};
+
+/// What one series listing is: a `seriesQuery` sent to one backend. Rules with the same pair
+/// share the listing; the same query on two backends is two listings.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SeriesKey {
+    /// The backend; `None` is `--prometheus-url`.
+    pub backend: Option<Arc<BackendSpec>>,
+    /// The `seriesQuery`.
+    pub query: String,
+}
+
+impl SeriesKey {
+    /// The listing behind `rule`.
+    pub fn of(rule: &CompiledRule) -> SeriesKey {
+        SeriesKey {
+            backend: rule.backend.clone(),
+            query: rule.series_query.clone(),
+        }
+    }
+
+    /// The backend's name, `default` for `--prometheus-url`.
+    pub fn backend_name(&self) -> &str {
+        self.backend
+            .as_ref()
+            .map_or(crate::rules::backends::DEFAULT_NAME, |b| b.name.as_str())
+    }
+}
 
 /// Key of a custom metric: the resource it describes, the scope and the API name.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -136,7 +164,7 @@ impl Registry {
     pub fn build(
         config: &CompiledConfig,
         mapper: &RestMapper,
-        series: &HashMap<String, Arc<SeriesSet>>,
+        series: &HashMap<SeriesKey, Arc<SeriesSet>>,
         built_at: SystemTime,
     ) -> Registry {
         let mut reg = Registry {
@@ -156,7 +184,7 @@ impl Registry {
             let mut resource_labels: HashMap<GroupResource, Result<String, String>> =
                 HashMap::new();
             let mut produced = BTreeSet::new();
-            if let Some(set) = series.get(&rule.series_query) {
+            if let Some(set) = series.get(&SeriesKey::of(rule)) {
                 stats.series = set.series.len();
                 for s in &set.series {
                     let metrics = names_for(rule, &s.name, &mut stats);
@@ -224,7 +252,7 @@ impl Registry {
         for rule in &config.external_rules {
             let mut stats = RuleStats::default();
             let mut produced = BTreeSet::new();
-            if let Some(set) = series.get(&rule.series_query) {
+            if let Some(set) = series.get(&SeriesKey::of(rule)) {
                 stats.series = set.series.len();
                 for s in &set.series {
                     for metric in names_for(rule, &s.name, &mut stats) {
@@ -340,7 +368,7 @@ rules:
         let compiled = compile(&cfg, &mapper).unwrap();
         let mut answers = HashMap::new();
         answers.insert(
-            compiled.rules[0].series_query.clone(),
+            SeriesKey::of(&compiled.rules[0]),
             series(&[
                 (
                     "flask_http_request_total",
@@ -388,7 +416,7 @@ externalRules:
         let compiled = compile(&cfg, &mapper).unwrap();
         let mut answers = HashMap::new();
         answers.insert(
-            compiled.rules[0].series_query.clone(),
+            SeriesKey::of(&compiled.rules[0]),
             series(&[
                 ("node_gigawatts", &["kube_node"]),
                 (
@@ -398,7 +426,10 @@ externalRules:
                 ("no_mapping", &["instance"]),
             ]),
         );
-        answers.insert("queue_depth".into(), series(&[("queue_depth", &["queue"])]));
+        answers.insert(
+            SeriesKey::of(&compiled.external_rules[0]),
+            series(&[("queue_depth", &["queue"])]),
+        );
         let reg = Registry::build(&compiled, &mapper, &answers, SystemTime::now());
         assert_eq!(
             reg.custom_keys(),

@@ -20,6 +20,7 @@ use futures_util::future::BoxFuture;
 
 use super::prometheus::PrometheusError;
 use super::shared::SharedQueries;
+use crate::rules::backends::BackendSpec;
 use crate::rules::quote::go_quote;
 use crate::rules::selector::{Selector, is_dns1123_subdomain};
 use crate::rules::{CompiledRule, ResourceInfo};
@@ -37,6 +38,8 @@ pub struct ListRequest<'a> {
     pub series_name: &'a str,
     /// The label holding object names.
     pub resource_label: &'a str,
+    /// The backend of the rule behind the metric (standalone lists come from its series).
+    pub backend: Option<&'a Arc<BackendSpec>>,
 }
 
 /// An object as the cluster lists it: its name, and the labels that selectors match and
@@ -111,7 +114,11 @@ impl SeriesObjectLister {
             selector.push_str(&format!(",{label}={}", go_quote(ns)));
         }
         selector.push('}');
-        let (series, _) = self.queries.series_labels(&selector, self.lookback).await?;
+        let (series, _) = self
+            .queries
+            .backend(req.backend)?
+            .series_labels(&selector, self.lookback)
+            .await?;
         let names: BTreeSet<String> = series
             .iter()
             .filter(|labels| req.selector.matches(labels))

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use futures_util::FutureExt;
 use futures_util::future::{BoxFuture, Shared};
 
-use super::prometheus::{PrometheusClient, PrometheusError, QueryResult};
+use super::prometheus::{PrometheusClient, PrometheusError, PrometheusSettings, QueryResult};
+use crate::rules::backends::BackendSpec;
 
 /// Where an answer came from.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -181,9 +182,11 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
 /// Label sets of series, as standalone mode lists objects from them.
 pub type SeriesLabels = Arc<Vec<BTreeMap<String, String>>>;
 
-/// The backend, behind coalescers: what request handlers query through.
+/// One backend behind its coalescers: coalescing keys are per backend by construction.
 #[derive(Debug)]
-pub struct SharedQueries {
+pub struct Backend {
+    /// The checked `backends` entry; `None` for `--prometheus-url`.
+    spec: Option<Arc<BackendSpec>>,
     client: PrometheusClient,
     values: Coalescer<Arc<QueryResult>>,
     series: Coalescer<SeriesLabels>,
@@ -196,27 +199,22 @@ fn unix_now() -> f64 {
         .unwrap_or(0.0)
 }
 
-fn count(freshness: Freshness) {
-    crate::telemetry::metrics()
-        .query_answers
-        .get_or_create(&crate::telemetry::SourceLabels {
-            source: freshness.label().into(),
-        })
-        .inc();
-}
-
-impl SharedQueries {
-    /// Queries through `client`, reusing answers for `reuse_for` and serving stale ones for
-    /// `stale_for` when the backend fails.
-    pub fn new(client: PrometheusClient, reuse_for: Duration, stale_for: Duration) -> Self {
-        SharedQueries {
+impl Backend {
+    fn new(
+        spec: Option<Arc<BackendSpec>>,
+        client: PrometheusClient,
+        reuse_for: Duration,
+        stale_for: Duration,
+    ) -> Backend {
+        Backend {
+            spec,
             client,
             values: Coalescer::new(reuse_for, stale_for, 10_000),
             series: Coalescer::new(reuse_for, stale_for, 10_000),
         }
     }
 
-    /// The client underneath, for what is not shared (discovery).
+    /// The client underneath, for what is not shared (discovery, `explain`).
     pub fn client(&self) -> &PrometheusClient {
         &self.client
     }
@@ -235,7 +233,13 @@ impl SharedQueries {
             })
             .await;
         if let Ok((_, freshness)) = &answer {
-            count(*freshness);
+            crate::telemetry::metrics()
+                .query_answers
+                .get_or_create(&crate::telemetry::SourceLabels {
+                    backend: self.client.name().to_string(),
+                    source: freshness.label().into(),
+                })
+                .inc();
         }
         answer
     }
@@ -259,6 +263,95 @@ impl SharedQueries {
     }
 }
 
+/// The client settings of a named backend: its own URL, headers and credentials, and the
+/// flags' values for what it leaves unset (never the flags' credentials).
+pub fn named_settings(base: &PrometheusSettings, spec: &BackendSpec) -> PrometheusSettings {
+    PrometheusSettings {
+        name: spec.name.clone(),
+        url: spec.url.clone(),
+        verb: spec.verb.unwrap_or(base.verb),
+        headers: spec.headers.clone(),
+        token_file: spec.token_file.clone(),
+        ca_file: spec.ca_file.clone(),
+        client_cert_file: spec.client_cert_file.clone(),
+        client_key_file: spec.client_key_file.clone(),
+        query_timeout: spec.timeout.unwrap_or(base.query_timeout),
+        ..base.clone()
+    }
+}
+
+/// Every backend, behind coalescers: what request handlers and discovery query through.
+///
+/// Named backends are built on first use from the rule's [`BackendSpec`] and kept by name; a
+/// reload that changes a backend's settings replaces its client (and drops its shared answers),
+/// one that does not keeps them.
+#[derive(Debug)]
+pub struct SharedQueries {
+    base: PrometheusSettings,
+    default: Arc<Backend>,
+    named: Mutex<HashMap<String, Arc<Backend>>>,
+    reuse_for: Duration,
+    stale_for: Duration,
+}
+
+impl SharedQueries {
+    /// Queries through a client built from `settings` (the `--prometheus-*` flags), reusing
+    /// answers for `reuse_for` and serving stale ones for `stale_for` when a backend fails.
+    pub fn new(
+        settings: &PrometheusSettings,
+        reuse_for: Duration,
+        stale_for: Duration,
+    ) -> Result<Self, PrometheusError> {
+        let client = PrometheusClient::new(settings)?;
+        Ok(SharedQueries {
+            base: settings.clone(),
+            default: Arc::new(Backend::new(None, client, reuse_for, stale_for)),
+            named: Mutex::new(HashMap::new()),
+            reuse_for,
+            stale_for,
+        })
+    }
+
+    /// The default backend's client.
+    pub fn client(&self) -> &PrometheusClient {
+        &self.default.client
+    }
+
+    /// The backend a rule names (`None`: `--prometheus-url`), built on first use.
+    pub fn backend(
+        &self,
+        spec: Option<&Arc<BackendSpec>>,
+    ) -> Result<Arc<Backend>, PrometheusError> {
+        let Some(spec) = spec else {
+            return Ok(self.default.clone());
+        };
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = named.get(&spec.name)
+            && b.spec.as_deref() == Some(spec.as_ref())
+        {
+            return Ok(b.clone());
+        }
+        let client = PrometheusClient::new(&named_settings(&self.base, spec))
+            .map_err(|e| PrometheusError::Settings(format!("backend {:?}: {e}", spec.name)))?;
+        let backend = Arc::new(Backend::new(
+            Some(spec.clone()),
+            client,
+            self.reuse_for,
+            self.stale_for,
+        ));
+        named.insert(spec.name.clone(), backend.clone());
+        Ok(backend)
+    }
+
+    /// An instant query on the default backend (resource metrics).
+    pub async fn query(
+        &self,
+        query: &str,
+    ) -> Result<(Arc<QueryResult>, Freshness), PrometheusError> {
+        self.default.query(query).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -269,6 +362,71 @@ mod tests {
             url: "http://p/api/v1/query".into(),
             message: "connection refused".into(),
         }
+    }
+
+    fn spec(url: &str) -> Arc<BackendSpec> {
+        Arc::new(BackendSpec {
+            name: "longterm".into(),
+            url: url.into(),
+            headers: vec![("X-Scope-OrgID".into(), "team-a".into())],
+            token_file: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            timeout: None,
+            verb: Some(super::super::prometheus::Verb::Post),
+        })
+    }
+
+    #[test]
+    fn a_named_backend_inherits_limits_and_timeout_but_never_the_flags_credentials() {
+        let base = PrometheusSettings {
+            url: "http://prometheus:9090".into(),
+            token_file: Some("/var/run/secrets/token".into()),
+            headers: vec![("Authorization".into(), "Bearer flags".into())],
+            query_timeout: Duration::from_secs(7),
+            ..Default::default()
+        };
+        let s = named_settings(&base, &spec("http://thanos:9090"));
+        assert_eq!(s.name, "longterm");
+        assert_eq!(s.url, "http://thanos:9090");
+        assert_eq!(s.query_timeout, Duration::from_secs(7));
+        assert_eq!(s.verb, super::super::prometheus::Verb::Post);
+        assert_eq!(s.token_file, None);
+        assert_eq!(
+            s.headers,
+            [("X-Scope-OrgID".to_string(), "team-a".to_string())]
+        );
+        assert_eq!(s.max_query_bytes, base.max_query_bytes);
+    }
+
+    #[test]
+    fn a_changed_backend_gets_a_new_client_and_an_unchanged_one_keeps_its_own() {
+        let q = SharedQueries::new(
+            &PrometheusSettings {
+                url: "http://prometheus:9090".into(),
+                ..Default::default()
+            },
+            Duration::from_secs(5),
+            Duration::ZERO,
+        )
+        .unwrap();
+        let first = q.backend(Some(&spec("http://thanos:9090"))).unwrap();
+        let again = q.backend(Some(&spec("http://thanos:9090"))).unwrap();
+        assert!(Arc::ptr_eq(&first, &again));
+        let moved = q.backend(Some(&spec("http://thanos-2:9090"))).unwrap();
+        assert!(!Arc::ptr_eq(&first, &moved));
+        assert_eq!(moved.client().base_url(), "http://thanos-2:9090");
+        assert!(Arc::ptr_eq(&q.backend(None).unwrap(), &q.default));
+        let broken = q.backend(Some(&Arc::new(BackendSpec {
+            ca_file: Some("/nonexistent/ca.crt".into()),
+            ..(*spec("https://thanos:9090")).clone()
+        })));
+        let e = broken.unwrap_err().to_string();
+        assert!(
+            e.contains("backend \"longterm\"") && e.contains("/nonexistent/ca.crt"),
+            "{e}"
+        );
     }
 
     #[tokio::test]

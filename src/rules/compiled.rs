@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::RuleError;
+use super::backends::BackendSpec;
 use super::mapper::{GroupResource, RestMapper};
 use super::naming::MetricNamer;
 use super::resources::ResourceConverter;
@@ -65,12 +66,21 @@ pub struct CompiledRule {
     pub warnings: Vec<RuleError>,
     /// External rules: answer one explicit `0` instead of an empty list (`emptyResult: zero`).
     pub empty_as_zero: bool,
+    /// The named backend of the rule's discovery and queries; `None` is `--prometheus-url`.
+    pub backend: Option<Arc<BackendSpec>>,
 }
 
 impl CompiledRule {
     /// `rules[3]`: how logs and errors name the rule.
     pub fn label(&self) -> String {
         format!("{}[{}]", self.kind.section(), self.index)
+    }
+
+    /// The name of the rule's backend, `default` for `--prometheus-url`.
+    pub fn backend_name(&self) -> &str {
+        self.backend
+            .as_ref()
+            .map_or(super::backends::DEFAULT_NAME, |b| b.name.as_str())
     }
 }
 
@@ -113,6 +123,8 @@ pub struct CompiledConfig {
     pub schedules: Vec<Arc<Schedule>>,
     /// Doubts about the schedules (overlapping windows).
     pub schedule_warnings: Vec<RuleError>,
+    /// Named backends besides `--prometheus-url`.
+    pub backends: Vec<Arc<BackendSpec>>,
 }
 
 impl CompiledConfig {
@@ -154,14 +166,15 @@ pub fn compile(
     config: &MetricsDiscoveryConfig,
     mapper: &RestMapper,
 ) -> Result<CompiledConfig, Vec<RuleError>> {
-    let mut errors = Vec::new();
     let mut out = CompiledConfig::default();
+    let (backends, mut errors) = super::backends::compile(&config.backends);
+    out.backends = backends;
     for (kind, rules) in [
         (RuleKind::Custom, &config.rules),
         (RuleKind::External, &config.external_rules),
     ] {
         for (index, rule) in rules.iter().enumerate() {
-            match compile_rule(kind, index, rule, mapper) {
+            match compile_rule(kind, index, rule, mapper, &out.backends) {
                 Ok(r) => match kind {
                     RuleKind::Custom => out.rules.push(Arc::new(r)),
                     RuleKind::External => out.external_rules.push(Arc::new(r)),
@@ -192,7 +205,12 @@ fn compile_rule(
     index: usize,
     rule: &DiscoveryRule,
     mapper: &RestMapper,
+    backends: &[Arc<BackendSpec>],
 ) -> Result<CompiledRule, RuleError> {
+    let backend = match &rule.backend {
+        Some(name) => super::backends::resolve(name, backends)?,
+        None => None,
+    };
     let namer = MetricNamer::compile(&rule.series_filters, &rule.name)?;
     let empty_as_zero = match &rule.empty_result {
         Some(spanned) if kind == RuleKind::Custom => {
@@ -282,6 +300,7 @@ fn compile_rule(
         problems,
         warnings,
         empty_as_zero,
+        backend,
     })
 }
 

@@ -4,6 +4,7 @@
 //! [`MetricsDiscoveryConfig`](crate::config::MetricsDiscoveryConfig) into a [`CompiledConfig`],
 //! reporting every problem with the rule index, the field and the line.
 
+pub mod backends;
 pub mod compiled;
 pub mod lint;
 pub mod mapper;

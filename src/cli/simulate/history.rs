@@ -15,8 +15,10 @@ use anyhow::{Context, anyhow, bail};
 
 use crate::discovery::{CustomMetric, CustomMetricKey, Registry};
 use crate::hpa::{Hpa, Observed, Source};
-use crate::query::prometheus::{PrometheusClient, RangeSeries};
+use crate::query::prometheus::RangeSeries;
 use crate::query::resource_metrics::pod_query;
+use crate::query::shared::SharedQueries;
+use crate::rules::backends::BackendSpec;
 use crate::rules::query::{ObjectNames, ObjectScope, render_custom, render_external};
 use crate::rules::quote::go_quote;
 use crate::rules::selector::{Selector, is_dns1123_subdomain};
@@ -99,8 +101,8 @@ impl PodFilter {
 
 /// What the fetch needs to know.
 pub struct Inputs<'a> {
-    /// The Prometheus client.
-    pub client: &'a PrometheusClient,
+    /// The backends (each rule's own, `--prometheus-url` for the rest).
+    pub queries: &'a SharedQueries,
     /// The compiled rules.
     pub config: &'a CompiledConfig,
     /// Resources known without a cluster.
@@ -161,8 +163,10 @@ pub struct Calls {
 async fn range(
     cx: &Inputs<'_>,
     calls: &mut Calls,
+    backend: Option<&Arc<BackendSpec>>,
     query: &str,
 ) -> anyhow::Result<Vec<RangeSeries>> {
+    let backend = cx.queries.backend(backend)?;
     let step = Duration::from_millis(cx.window.step_ms as u64);
     let mut merged: BTreeMap<BTreeMap<String, String>, Vec<(f64, f64)>> = BTreeMap::new();
     let mut first = 0usize;
@@ -171,8 +175,8 @@ async fn range(
         let start = (cx.window.start_ms + first as i64 * cx.window.step_ms) as f64 / 1000.0;
         let end = (cx.window.start_ms + last as i64 * cx.window.step_ms) as f64 / 1000.0;
         calls.range_queries += 1;
-        let part = cx
-            .client
+        let part = backend
+            .client()
             .query_range(query, start, end, step)
             .await
             .with_context(|| format!("range query {query}"))?;
@@ -259,7 +263,9 @@ async fn pods_metric(
         go_quote(cx.namespace)
     );
     let series = cx
-        .client
+        .queries
+        .backend(m.rule.backend.as_ref())?
+        .client()
         .series_labels(&listing, cx.window.start_s(), cx.window.end_s())
         .await
         .with_context(|| format!("listing the pods of {name}"))?;
@@ -294,7 +300,7 @@ async fn pods_metric(
         selector,
     )
     .with_context(|| format!("rendering the query of {name}"))?;
-    let answer = range(cx, calls, &query).await?;
+    let answer = range(cx, calls, m.rule.backend.as_ref(), &query).await?;
     let observed = per_object(
         cx.window,
         &answer,
@@ -369,7 +375,7 @@ async fn object_metric(
         selector,
     )
     .with_context(|| format!("rendering the query of {name}"))?;
-    let answer = range(cx, calls, &query).await?;
+    let answer = range(cx, calls, m.rule.backend.as_ref(), &query).await?;
     let wanted: BTreeSet<String> = names.into_iter().collect();
     let observed = per_object(cx.window, &answer, label, namespace, &wanted)
         .into_iter()
@@ -416,7 +422,7 @@ async fn external_metric(
     };
     let query = render_external(&m.rule, &m.series_name, namespace, selector)
         .with_context(|| format!("rendering the query of {name}"))?;
-    let answer = range(cx, calls, &query).await?;
+    let answer = range(cx, calls, m.rule.backend.as_ref(), &query).await?;
     let mut items: Vec<Vec<f64>> = vec![Vec::new(); cx.window.steps];
     for s in &answer {
         if let Some((label, ns)) = namespace
@@ -459,7 +465,7 @@ async fn resource_metric(
         })?;
     let which = if resource == "cpu" { "cpu" } else { "memory" };
     let q = pod_query(rules, which, cx.mapper, Some(cx.namespace), None)?;
-    let answer = range(cx, calls, &q.query).await?;
+    let answer = range(cx, calls, None, &q.query).await?;
     // Per step, per pod: the sum of its containers (or the one container asked for).
     let mut per_pod: Vec<BTreeMap<String, f64>> = vec![BTreeMap::new(); cx.window.steps];
     let mut broken: Vec<BTreeSet<String>> = vec![BTreeSet::new(); cx.window.steps];
@@ -573,7 +579,7 @@ pub async fn recorded_replicas(
         go_quote(cx.namespace),
         go_quote(&target.name)
     );
-    let answer = range(cx, calls, &query).await?;
+    let answer = range(cx, calls, None, &query).await?;
     let mut out = vec![None; cx.window.steps];
     for s in &answer {
         for (t, v) in &s.samples {

@@ -19,11 +19,11 @@ pub use history::{PodFilter, Window};
 
 use super::flags::{PrometheusArgs, go_duration};
 use crate::config;
-use crate::discovery::Registry;
+use crate::discovery::{Registry, SeriesKey};
 use crate::hpa::replay::{ReplayInput, replay};
 use crate::hpa::spec::{Hpa, Source, Target, parse_manifest};
 use crate::hpa::{ControllerSettings, Observed, Step};
-use crate::query::PrometheusClient;
+use crate::query::shared::SharedQueries;
 use crate::rules::selector::Selector;
 use crate::rules::{self, RestMapper};
 
@@ -253,32 +253,47 @@ pub async fn simulate(args: &SimulateArgs) -> anyhow::Result<Simulation> {
                 .join("\n")
         )
     })?;
-    let client = PrometheusClient::new(&super::prometheus_settings(&args.prometheus))?;
+    // Nothing shared between the replayed steps: every answer is the backend's at that time.
+    let queries = SharedQueries::new(
+        &super::prometheus_settings(&args.prometheus),
+        Duration::ZERO,
+        Duration::ZERO,
+    )?;
     // Discovery over the window rather than the last --metrics-max-age: the metrics of the
     // past are what is replayed, even if their series have gone since.
     let (start_s, end_s) = (
         window.start_ms as f64 / 1000.0,
         window.times().last().copied().unwrap_or(window.start_ms) as f64 / 1000.0,
     );
-    let mut series_queries: Vec<String> = compiled
+    let mut listings: Vec<SeriesKey> = compiled
         .all_rules()
-        .map(|r| r.series_query.clone())
-        .filter(|q| !q.trim().is_empty())
+        .filter(|r| !r.series_query.trim().is_empty())
+        .map(|r| SeriesKey::of(r))
         .collect();
-    series_queries.sort();
-    series_queries.dedup();
+    listings.dedup();
     let mut answers = HashMap::new();
-    for q in series_queries {
-        let set = client
-            .series(&q, start_s, end_s)
+    for key in listings {
+        if answers.contains_key(&key) {
+            continue;
+        }
+        let set = queries
+            .backend(key.backend.as_ref())?
+            .client()
+            .series(&key.query, start_s, end_s)
             .await
-            .with_context(|| format!("discovery: listing the series of {q}"))?;
-        answers.insert(q, Arc::new(set));
+            .with_context(|| {
+                format!(
+                    "discovery: listing the series of {} on backend {}",
+                    key.query,
+                    key.backend_name()
+                )
+            })?;
+        answers.insert(key, Arc::new(set));
     }
     let registry = Registry::build(&compiled, &mapper, &answers, SystemTime::now());
 
     let cx = history::Inputs {
-        client: &client,
+        queries: &queries,
         config: &compiled,
         mapper: &mapper,
         registry: &registry,

@@ -28,7 +28,7 @@ pub use decode::{
 };
 
 /// How requests are sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Verb {
     /// Parameters in the URL.
     Get,
@@ -52,6 +52,8 @@ impl std::str::FromStr for Verb {
 /// Everything needed to build a [`PrometheusClient`].
 #[derive(Clone, Debug)]
 pub struct PrometheusSettings {
+    /// How logs and `/metrics` name the backend: `default` for `--prometheus-url`.
+    pub name: String,
     /// Base URL; a path prefix (Thanos, Mimir `/prometheus`) is kept.
     pub url: String,
     /// GET or POST.
@@ -79,6 +81,7 @@ pub struct PrometheusSettings {
 impl Default for PrometheusSettings {
     fn default() -> Self {
         PrometheusSettings {
+            name: crate::rules::backends::DEFAULT_NAME.into(),
             url: "https://localhost".into(),
             verb: Verb::Get,
             headers: Vec::new(),
@@ -215,6 +218,8 @@ impl TokenSource {
 /// A cheap-to-clone Prometheus API client sharing one connection pool.
 #[derive(Clone, Debug)]
 pub struct PrometheusClient {
+    /// The backend's name, for `/metrics`.
+    name: Arc<str>,
     http: reqwest::Client,
     /// The base URL, credentials and query string included.
     base: Arc<url::Url>,
@@ -371,6 +376,7 @@ impl PrometheusClient {
         let _ = display.set_password(None);
         display.set_query(None);
         Ok(PrometheusClient {
+            name: settings.name.as_str().into(),
             http,
             display_base: display.as_str().trim_end_matches('/').into(),
             base: Arc::new(url),
@@ -386,6 +392,11 @@ impl PrometheusClient {
     /// The base URL, without credentials.
     pub fn base_url(&self) -> &str {
         &self.display_base
+    }
+
+    /// The backend's name: `default` for `--prometheus-url`.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     async fn send(
@@ -488,6 +499,7 @@ impl PrometheusClient {
         let started = Instant::now();
         let result = self.query_inner(query, time).await;
         crate::telemetry::metrics().backend_call(
+            &self.name,
             "/api/v1/query",
             started.elapsed(),
             result.is_ok(),
@@ -522,6 +534,7 @@ impl PrometheusClient {
         let started = Instant::now();
         let result = self.query_range_inner(query, start, end, step).await;
         crate::telemetry::metrics().backend_call(
+            &self.name,
             "/api/v1/query_range",
             started.elapsed(),
             result.is_ok(),
@@ -568,6 +581,7 @@ impl PrometheusClient {
         let started = Instant::now();
         let result = self.series_inner(selector, start, end).await;
         crate::telemetry::metrics().backend_call(
+            &self.name,
             "/api/v1/series",
             started.elapsed(),
             result.is_ok(),
@@ -656,6 +670,7 @@ impl PrometheusClient {
             )
             .await;
         crate::telemetry::metrics().backend_call(
+            &self.name,
             "/api/v1/series",
             started.elapsed(),
             result.is_ok(),
