@@ -99,6 +99,8 @@ pub struct Metrics {
     pub query_answers: Family<SourceLabels, Counter>,
     /// Config reloads, by outcome.
     pub config_reloads: Family<OutcomeLabels, Counter>,
+    /// Targeted series lookups for metrics the registry did not know, by outcome.
+    pub targeted_lookups: Family<OutcomeLabels, Counter>,
     /// Unix time of the last config reload that was applied.
     pub config_last_reload_success: Gauge,
     /// 1 when the last look at the rules file applied it (or found it unchanged), 0 when it
@@ -139,6 +141,7 @@ pub fn metrics() -> &'static Metrics {
             rejected_requests: Counter::default(),
             query_answers: Family::default(),
             config_reloads: Family::default(),
+            targeted_lookups: Family::default(),
             config_last_reload_success: Gauge::default(),
             config_last_reload_successful: Gauge::default(),
             relist_interval: Gauge::default(),
@@ -199,6 +202,11 @@ pub fn metrics() -> &'static Metrics {
             "config_reload",
             "Reloads of the rules file, by result (success, failure)",
             m.config_reloads.clone(),
+        );
+        registry.register(
+            "targeted_lookups",
+            "Series lookups for a metric the registry did not know, by result (found: the metric joined the registry, not_found, skipped: the name was looked for within the last --metrics-relist-interval or the lookup rate bound was reached)",
+            m.targeted_lookups.clone(),
         );
         registry.register(
             "config_last_reload_success_timestamp_seconds",

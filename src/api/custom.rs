@@ -143,7 +143,13 @@ async fn answer(
         namespaced: path.namespace.is_some(),
         metric: path.metric.clone(),
     };
-    let registry = app.registry.load();
+    let mut registry = app.registry.load_full();
+    if registry.custom(&key).is_none()
+        && let Some(lookups) = &app.lookups
+        && lookups.custom(&key, path.namespace.as_deref()).await
+    {
+        registry = app.registry.load_full();
+    }
     let metric: CustomMetric = registry
         .custom(&key)
         .cloned()

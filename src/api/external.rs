@@ -43,7 +43,13 @@ pub async fn get_external_metric(
         return schedule_answer(schedule, &metric);
     }
 
-    let registry = app.registry.load();
+    let mut registry = app.registry.load_full();
+    if registry.external(&metric).is_none()
+        && let Some(lookups) = &app.lookups
+        && lookups.external(&metric, &namespace).await
+    {
+        registry = app.registry.load_full();
+    }
     let entry = registry.external(&metric).cloned().ok_or_else(|| {
         let base = format!("the server could not find the metric {metric} for namespaces");
         // One line, as the HPA's event shows it: what to ask for instead, when known.

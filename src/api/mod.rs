@@ -43,6 +43,8 @@ pub struct AppState {
     pub queries: Arc<SharedQueries>,
     /// Where `*` object lists come from.
     pub objects: ObjectLister,
+    /// Looks for metrics the registry does not know yet; `None` where nothing relists.
+    pub lookups: Option<Arc<crate::discovery::lookup::Lookups>>,
     /// Set once the first discovery attempt has finished.
     pub ready: AtomicBool,
     /// Set when shutdown begins: `/readyz` fails so endpoints and the aggregator move away.

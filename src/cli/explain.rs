@@ -277,6 +277,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         mapper: mapper_swap,
         queries,
         objects,
+        lookups: None,
         ready: true.into(),
         draining: Default::default(),
         profiling: None,

@@ -239,6 +239,9 @@ pub fn build_adapter(
         registry,
         mapper,
         objects: objects(&queries),
+        lookups: Some(Arc::new(crate::discovery::lookup::Lookups::new(
+            discoverer.catalog(),
+        ))),
         queries,
         ready: Default::default(),
         draining: Default::default(),

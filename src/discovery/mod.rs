@@ -6,6 +6,7 @@
 //! discarding the whole relist, and is retried with backoff instead of waiting a full interval.
 
 pub mod hints;
+pub mod lookup;
 pub mod registry;
 
 use std::collections::HashMap;
@@ -50,15 +51,147 @@ pub struct RelistReport {
     pub duration: Duration,
 }
 
-/// Runs discovery and publishes registries.
-pub struct Discoverer {
+/// The series answers behind the registry, and what targeted lookups added since the full
+/// answer of the same listing was fetched.
+#[derive(Default)]
+struct Answers {
+    /// Last good full answer per listing.
+    full: HashMap<SeriesKey, Arc<SeriesSet>>,
+    /// Series shapes found by targeted lookups, with when they were last added to.
+    added: HashMap<SeriesKey, (std::time::Instant, SeriesSet)>,
+}
+
+/// `base` with the shapes of `extra` it does not have; `None` when it has them all.
+fn with_shapes(base: &SeriesSet, extra: &SeriesSet) -> Option<SeriesSet> {
+    let missing: Vec<_> = extra
+        .series
+        .iter()
+        .filter(|s| {
+            !base
+                .series
+                .iter()
+                .any(|b| b.name == s.name && b.labels == s.labels)
+        })
+        .cloned()
+        .collect();
+    if missing.is_empty() {
+        return None;
+    }
+    let mut out = base.clone();
+    out.raw_count += missing.len();
+    out.series.extend(missing);
+    Some(out)
+}
+
+/// What full relists and targeted lookups share: the answers, and how a registry is built from
+/// them and published.
+pub struct Catalog {
     queries: Arc<SharedQueries>,
     config: Arc<ArcSwap<CompiledConfig>>,
     mapper: Arc<ArcSwap<RestMapper>>,
     registry: Arc<ArcSwap<Registry>>,
     settings: DiscoverySettings,
-    /// Last good answer per `seriesQuery` and backend.
-    answers: HashMap<SeriesKey, Arc<SeriesSet>>,
+    answers: std::sync::Mutex<Answers>,
+}
+
+impl Catalog {
+    fn answers(&self) -> std::sync::MutexGuard<'_, Answers> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The backends.
+    pub fn queries(&self) -> &Arc<SharedQueries> {
+        &self.queries
+    }
+
+    /// The current config.
+    pub fn config(&self) -> arc_swap::Guard<Arc<CompiledConfig>> {
+        self.config.load()
+    }
+
+    /// The discovery settings.
+    pub fn settings(&self) -> &DiscoverySettings {
+        &self.settings
+    }
+
+    /// Stores the full answer of `key`, fetched from `started` on: additions made by targeted
+    /// lookups since then are kept on top of it (the listing may have begun before their
+    /// series existed), older ones are superseded.
+    fn store_full(&self, key: SeriesKey, set: SeriesSet, started: std::time::Instant) {
+        let mut answers = self.answers();
+        let set = match answers.added.get(&key) {
+            Some((at, added)) if *at >= started => with_shapes(&set, added).unwrap_or(set),
+            Some(_) => {
+                answers.added.remove(&key);
+                set
+            }
+            None => set,
+        };
+        answers.full.insert(key, Arc::new(set));
+    }
+
+    /// Adds the shapes a targeted lookup found to `key`'s answer; true when any was new, after
+    /// which the caller publishes.
+    pub fn add_found(&self, key: &SeriesKey, found: &SeriesSet) -> bool {
+        let mut answers = self.answers();
+        let current = answers.full.get(key).cloned().unwrap_or_default();
+        let Some(merged) = with_shapes(&current, found) else {
+            return false;
+        };
+        answers.full.insert(key.clone(), Arc::new(merged));
+        let now = std::time::Instant::now();
+        let entry = answers
+            .added
+            .entry(key.clone())
+            .or_insert_with(|| (now, SeriesSet::default()));
+        entry.0 = now;
+        if let Some(more) = with_shapes(&entry.1, found) {
+            entry.1 = more;
+        }
+        true
+    }
+
+    /// The distinct non-empty listings (`seriesQuery` and backend) of the current config.
+    fn current_queries(&self) -> Vec<SeriesKey> {
+        let config = self.config.load();
+        let mut keys: Vec<SeriesKey> = Vec::new();
+        for rule in config.all_rules() {
+            let key = SeriesKey::of(rule);
+            if !key.query.trim().is_empty() && !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+        keys
+    }
+
+    /// Rebuilds the registry from the answers at hand and publishes it.
+    pub fn publish(&self) -> Arc<Registry> {
+        let config = self.config.load_full();
+        let queries = self.current_queries();
+        let mapper = self.mapper.load_full();
+        let mut answers = self.answers();
+        answers.full.retain(|q, _| queries.contains(q));
+        answers.added.retain(|q, _| queries.contains(q));
+        let registry = Arc::new(Registry::build(
+            &config,
+            &mapper,
+            &answers.full,
+            SystemTime::now(),
+        ));
+        drop(answers);
+        self.registry.store(registry.clone());
+        registry
+    }
+
+    /// Distinct series shapes held.
+    fn series_count(&self) -> usize {
+        self.answers().full.values().map(|a| a.series.len()).sum()
+    }
+}
+
+/// Runs discovery and publishes registries.
+pub struct Discoverer {
+    catalog: Arc<Catalog>,
     /// Wakes the loop for a full relist now (a reloaded config).
     relist_now: Arc<tokio::sync::Notify>,
 }
@@ -80,12 +213,14 @@ impl Discoverer {
         settings: DiscoverySettings,
     ) -> Self {
         Discoverer {
-            queries,
-            config,
-            mapper,
-            registry,
-            settings,
-            answers: HashMap::new(),
+            catalog: Arc::new(Catalog {
+                queries,
+                config,
+                mapper,
+                registry,
+                settings,
+                answers: Default::default(),
+            }),
             relist_now: Arc::new(tokio::sync::Notify::new()),
         }
     }
@@ -95,25 +230,18 @@ impl Discoverer {
         self.relist_now.clone()
     }
 
-    /// The distinct non-empty listings (`seriesQuery` and backend) of the current config.
-    fn current_queries(&self) -> Vec<SeriesKey> {
-        let config = self.config.load();
-        let mut keys: Vec<SeriesKey> = Vec::new();
-        for rule in config.all_rules() {
-            let key = SeriesKey::of(rule);
-            if !key.query.trim().is_empty() && !keys.contains(&key) {
-                keys.push(key);
-            }
-        }
-        keys
+    /// The answers and the registry they make, for targeted lookups between relists.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog.clone()
     }
 
     /// Fetches `keys` concurrently, keeping each success; returns the failures.
     async fn fetch(&mut self, keys: &[SeriesKey]) -> Vec<QueryFailure> {
+        let started = std::time::Instant::now();
         let end = unix_now();
-        let start = end - self.settings.max_age.as_secs_f64();
+        let start = end - self.catalog.settings.max_age.as_secs_f64();
         let fetches = keys.iter().map(|key| {
-            let backend = self.queries.backend(key.backend.as_ref());
+            let backend = self.catalog.queries.backend(key.backend.as_ref());
             async move {
                 let result = match backend {
                     Ok(b) => b.client().series(&key.query, start, end).await,
@@ -127,7 +255,7 @@ impl Discoverer {
             match result {
                 Ok(set) => {
                     tracing::debug!(series_query = %key.query, backend = key.backend_name(), series = set.raw_count, distinct = set.series.len(), "listed series");
-                    self.answers.insert(key, Arc::new(set));
+                    self.catalog.store_full(key, set, started);
                 }
                 Err(error) => {
                     tracing::warn!(series_query = %key.query, backend = key.backend_name(), %error, "unable to list series; keeping the previous answer");
@@ -140,25 +268,14 @@ impl Discoverer {
 
     /// Rebuilds the registry from the answers at hand and publishes it.
     fn publish(&mut self) -> Arc<Registry> {
-        let config = self.config.load_full();
-        let queries = self.current_queries();
-        self.answers.retain(|q, _| queries.contains(q));
-        let mapper = self.mapper.load_full();
-        let registry = Arc::new(Registry::build(
-            &config,
-            &mapper,
-            &self.answers,
-            SystemTime::now(),
-        ));
-        self.registry.store(registry.clone());
-        registry
+        self.catalog.publish()
     }
 
     /// Lists series for every distinct `seriesQuery` once, rebuilds the registry and publishes
     /// it. Failed queries keep their previous answers and are reported.
     pub async fn relist(&mut self) -> RelistReport {
         let started = std::time::Instant::now();
-        let queries = self.current_queries();
+        let queries = self.catalog.current_queries();
         let failures = self.fetch(&queries).await;
         let registry = self.publish();
         let report = RelistReport {
@@ -168,8 +285,7 @@ impl Discoverer {
         };
         let m = crate::telemetry::metrics();
         m.relist_duration.observe(report.duration.as_secs_f64());
-        m.discovered_series
-            .set(self.answers.values().map(|a| a.series.len() as i64).sum());
+        m.discovered_series.set(self.catalog.series_count() as i64);
         for (api, n) in [
             ("custom", registry.custom_keys().len()),
             ("external", registry.external_names().len()),
@@ -196,7 +312,7 @@ impl Discoverer {
     /// retried alone with exponential backoff (1 s doubling), and the registry is republished
     /// after each retry. `first_done` turns true after the first attempt, success or not.
     pub async fn run(mut self, first_done: watch::Sender<bool>) {
-        let interval = self.settings.relist_interval;
+        let interval = self.catalog.settings.relist_interval;
         crate::telemetry::metrics()
             .relist_interval
             .set(interval.as_secs() as i64);

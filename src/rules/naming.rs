@@ -176,6 +176,41 @@ impl MetricNamer {
         &self.as_template
     }
 
+    /// Whether some series name this rule keeps could become `api_name`: the literal text
+    /// before the first and after the last reference of `as` must frame it. A cheap test that
+    /// never says no wrongly (an `as` with `$$` is not examined), used to pick the rules a
+    /// targeted lookup asks about.
+    pub fn could_produce(&self, api_name: &str) -> bool {
+        let t = self.as_template.as_str();
+        if t == "$0" {
+            return self.keeps(api_name);
+        }
+        if t.contains("$$") {
+            return true;
+        }
+        let Some(first) = t.find('$') else {
+            return t == api_name;
+        };
+        let last = t.rfind('$').unwrap_or(first);
+        let rest = &t[last + 1..];
+        let suffix = match rest.strip_prefix('{') {
+            Some(inner) => match inner.find('}') {
+                Some(i) => &inner[i + 1..],
+                None => return true,
+            },
+            None => {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[end..]
+            }
+        };
+        let prefix = &t[..first];
+        api_name.len() >= prefix.len() + suffix.len()
+            && api_name.starts_with(prefix)
+            && api_name.ends_with(suffix)
+    }
+
     /// Names in `as` that refer to no capture group of `matches`: each expands to "" (the
     /// `$1_per_second` trap). Empty when every reference resolves.
     pub fn dangling_references(&self) -> Vec<String> {
@@ -240,6 +275,35 @@ fn expand_references(template: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn could_produce_is_framed_by_the_literals_of_as() {
+        let namer = |matches: &str, as_: &str| {
+            MetricNamer::compile(
+                &[],
+                &NameMapping {
+                    matches: Text::new(matches),
+                    as_: Text::new(as_),
+                },
+            )
+            .unwrap()
+        };
+        let rate = namer("^(.*)_total$", "${1}_per_second");
+        assert!(rate.could_produce("http_requests_per_second"));
+        assert!(!rate.could_produce("http_requests_total"));
+        let same = namer("^http_.*", "");
+        assert!(same.could_produce("http_requests_total"));
+        assert!(!same.could_produce("grpc_requests_total"));
+        let fixed = namer(
+            "^vllm:(kv|gpu)_cache_usage_perc$",
+            "vllm:kv_cache_usage_perc",
+        );
+        assert!(fixed.could_produce("vllm:kv_cache_usage_perc"));
+        assert!(!fixed.could_produce("vllm:gpu_cache_usage_perc"));
+        let bare = namer("^(.*)_seconds_total$", "${1}_cpu");
+        assert!(bare.could_produce("node_cpu"));
+        assert!(!bare.could_produce("node_memory"));
+    }
 
     fn namer(matches: &str, as_: &str, filters: &[(&str, bool)]) -> Result<MetricNamer, RuleError> {
         let filters: Vec<RegexFilter> = filters

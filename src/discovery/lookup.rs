@@ -1,0 +1,239 @@
+//! Targeted lookups: a metric the registry does not know yet is looked for at once, instead of
+//! answering "not found" until the next relist (10 minutes upstream by default), which leaves a
+//! fresh HPA reporting "no metrics returned".
+//!
+//! Only the rules whose `as` can produce the name are asked, each restricted to the request's
+//! namespace; what they find joins the registry at once. Concurrent misses share one lookup per
+//! (rule, namespace); a name is looked for at most once per `--metrics-relist-interval` (a miss
+//! that found nothing answers 404 without a lookup until then), and all lookups together are
+//! bounded per second, so a stream of requests for made-up names costs little.
+
+use std::collections::HashMap;
+use std::num::NonZeroU32;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures_util::future::join_all;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use promql_parser::parser::Expr;
+
+use super::{Catalog, CustomMetricKey, SeriesKey};
+use crate::query::prometheus::SeriesSet;
+use crate::query::shared::Coalescer;
+use crate::rules::quote::go_quote;
+use crate::rules::{CompiledRule, RuleKind};
+
+/// Names remembered for the per-name bound; beyond it (after forgetting expired ones) new
+/// names are not looked for until room frees up.
+const MAX_REMEMBERED: usize = 10_000;
+
+/// Lookups started per second, whatever the names (burst of twice that).
+const LOOKUPS_PER_SECOND: u32 = 10;
+
+/// `query` with the matcher `label="value"` added, when it is a plain vector selector that
+/// stays one; `None` otherwise (the lookup then lists the whole `seriesQuery`).
+pub fn restrict(query: &str, label: &str, value: &str) -> Option<String> {
+    let q = query.trim();
+    let matcher = format!("{label}={}", go_quote(value));
+    let out = match q.strip_suffix('}') {
+        Some(body) => {
+            let open = body.find('{')?;
+            let (head, inner) = (&body[..open], &body[open + 1..]);
+            if inner.trim().is_empty() {
+                format!("{head}{{{matcher}}}")
+            } else {
+                format!("{head}{{{inner},{matcher}}}")
+            }
+        }
+        None => format!("{q}{{{matcher}}}"),
+    };
+    match promql_parser::parser::parse(&out) {
+        Ok(Expr::VectorSelector(_)) => Some(out),
+        _ => None,
+    }
+}
+
+/// Looks for metrics the registry does not know.
+pub struct Lookups {
+    catalog: Arc<Catalog>,
+    recent: Mutex<HashMap<String, Instant>>,
+    inflight: Coalescer<Arc<SeriesSet>>,
+    limiter: DefaultDirectRateLimiter,
+}
+
+impl Lookups {
+    /// Lookups that add what they find to `catalog`.
+    pub fn new(catalog: Arc<Catalog>) -> Lookups {
+        let per_second = NonZeroU32::new(LOOKUPS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new(LOOKUPS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
+        Lookups {
+            catalog,
+            recent: Mutex::new(HashMap::new()),
+            inflight: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
+            limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
+        }
+    }
+
+    /// Looks for the custom metric `key` (within `namespace` when given); true when it joined
+    /// the registry.
+    pub async fn custom(&self, key: &CustomMetricKey, namespace: Option<&str>) -> bool {
+        let rules: Vec<Arc<CompiledRule>> = self
+            .catalog
+            .config()
+            .rules
+            .iter()
+            .filter(|r| r.namer.could_produce(&key.metric))
+            .cloned()
+            .collect();
+        let miss = format!(
+            "custom\u{0}{}\u{0}{}\u{0}{}",
+            key.resource,
+            key.metric,
+            namespace.unwrap_or_default()
+        );
+        self.look(&miss, rules, namespace).await
+            && self.catalog.registry.load().custom(key).is_some()
+    }
+
+    /// Looks for the external metric `metric` within `namespace`; true when it joined the
+    /// registry.
+    pub async fn external(&self, metric: &str, namespace: &str) -> bool {
+        let rules: Vec<Arc<CompiledRule>> = self
+            .catalog
+            .config()
+            .external_rules
+            .iter()
+            .filter(|r| r.namer.could_produce(metric))
+            .cloned()
+            .collect();
+        let miss = format!("external\u{0}{metric}\u{0}{namespace}");
+        let namespace = Some(namespace);
+        self.look(&miss, rules, namespace).await
+            && self.catalog.registry.load().external(metric).is_some()
+    }
+
+    /// Whether `miss` may be looked for now; records it when so.
+    fn admit(&self, miss: &str) -> bool {
+        let every = self.catalog.settings().relist_interval;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if recent
+            .get(miss)
+            .is_some_and(|at| now.duration_since(*at) < every)
+        {
+            return false;
+        }
+        if recent.len() >= MAX_REMEMBERED {
+            recent.retain(|_, at| now.duration_since(*at) < every);
+            if recent.len() >= MAX_REMEMBERED {
+                return false;
+            }
+        }
+        if self.limiter.check().is_err() {
+            return false;
+        }
+        recent.insert(miss.to_string(), now);
+        true
+    }
+
+    async fn look(
+        &self,
+        miss: &str,
+        rules: Vec<Arc<CompiledRule>>,
+        namespace: Option<&str>,
+    ) -> bool {
+        let outcome = |result: &str| {
+            let m = crate::telemetry::metrics();
+            crate::telemetry::Metrics::outcome(&m.targeted_lookups, result);
+        };
+        if rules.is_empty() {
+            return false;
+        }
+        if !self.admit(miss) {
+            outcome("skipped");
+            return false;
+        }
+        let lookback = self.catalog.settings().max_age;
+        let lookups = rules.iter().map(|rule| async move {
+            let selector = match (namespace, rule.namespace_label.as_deref()) {
+                (Some(ns), Some(label)) if rule.kind == RuleKind::Custom || rule.resources.namespaced() => {
+                    restrict(&rule.series_query, label, ns).unwrap_or_else(|| rule.series_query.clone())
+                }
+                _ => rule.series_query.clone(),
+            };
+            let backend = match self.catalog.queries().backend(rule.backend.as_ref()) {
+                Ok(b) => b,
+                Err(e) => {
+                    tracing::debug!(rule = %rule.label(), error = %e, "targeted lookup skipped");
+                    return None;
+                }
+            };
+            let client = backend.client().clone();
+            let flight = format!("{}\u{0}{selector}", rule.backend_name());
+            let owned = selector.clone();
+            let answer = self
+                .inflight
+                .get(&flight, move || async move {
+                    let end = crate::api::unix_now();
+                    let start = end - lookback.as_secs_f64();
+                    client.series(&owned, start, end).await.map(Arc::new)
+                })
+                .await;
+            match answer {
+                Ok((set, _)) => Some((SeriesKey::of(rule), set)),
+                Err(e) => {
+                    tracing::warn!(rule = %rule.label(), series_query = %selector, error = %e, "targeted lookup failed");
+                    None
+                }
+            }
+        });
+        let mut changed = false;
+        for (key, set) in join_all(lookups).await.into_iter().flatten() {
+            changed |= self.catalog.add_found(&key, &set);
+        }
+        if changed {
+            self.catalog.publish();
+        }
+        tracing::debug!(miss = %miss.replace('\u{0}', " "), changed, "targeted lookup");
+        outcome(if changed { "found" } else { "not_found" });
+        changed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_namespace_matcher_is_added_to_every_selector_form() {
+        assert_eq!(
+            restrict("http_requests_total", "namespace", "shop").as_deref(),
+            Some(r#"http_requests_total{namespace="shop"}"#)
+        );
+        assert_eq!(
+            restrict(
+                r#"http_requests_total{namespace!="",pod!=""}"#,
+                "namespace",
+                "shop"
+            )
+            .as_deref(),
+            Some(r#"http_requests_total{namespace!="",pod!="",namespace="shop"}"#)
+        );
+        assert_eq!(
+            restrict(
+                r#"{__name__=~"^container_.*",container!="POD"}"#,
+                "kube_namespace",
+                "a\"b"
+            )
+            .as_deref(),
+            Some(r#"{__name__=~"^container_.*",container!="POD",kube_namespace="a\"b"}"#)
+        );
+        assert_eq!(
+            restrict("up{}", "namespace", "x").as_deref(),
+            Some(r#"up{namespace="x"}"#)
+        );
+        // Not a plain selector: no restriction rather than a broken query.
+        assert_eq!(restrict("rate(x[5m])", "namespace", "x"), None);
+        assert_eq!(restrict(r#"x{a="b",}"#, "namespace", "x"), None);
+    }
+}
