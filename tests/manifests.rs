@@ -1673,3 +1673,56 @@ fn chart_schedule_floors_and_named_backends_render_into_the_config() {
         ])
     );
 }
+
+#[test]
+fn chart_external_metrics_fallback_passes_the_flag_registers_the_api_and_lets_the_adapter_read() {
+    let docs = render(&[
+        "--set",
+        "externalMetricsFallback.url=https://keda-operator-metrics-apiserver.keda.svc:443",
+        "--set",
+        "externalMetricsFallback.caFile=/etc/keda/ca.crt",
+    ]);
+    check_all("fallback render", &docs, true);
+    let (_, container) = adapter(&docs);
+    assert_eq!(
+        flag(container, "external-metrics-fallback"),
+        Some("https://keda-operator-metrics-apiserver.keda.svc:443")
+    );
+    assert_eq!(
+        flag(container, "external-metrics-fallback-ca-file"),
+        Some("/etc/keda/ca.crt")
+    );
+    assert!(api_service_names(&docs).contains("v1beta1.external.metrics.k8s.io"));
+    let role = find(
+        &docs,
+        "ClusterRole",
+        "",
+        &format!("{FULLNAME}-external-metrics-fallback"),
+    )
+    .expect("the adapter's read access to external metrics");
+    assert!(grants(
+        &role.value,
+        "external.metrics.k8s.io",
+        "s0-rabbitmq-orders",
+        &["get"]
+    ));
+    let binding = find(
+        &docs,
+        "ClusterRoleBinding",
+        "",
+        &format!("{FULLNAME}-external-metrics-fallback"),
+    )
+    .unwrap();
+    assert_eq!(binding.value["subjects"][0]["name"], FULLNAME);
+    // Without the URL, none of it.
+    let docs = render(&[]);
+    assert!(
+        find(
+            &docs,
+            "ClusterRole",
+            "",
+            &format!("{FULLNAME}-external-metrics-fallback")
+        )
+        .is_none()
+    );
+}

@@ -110,12 +110,15 @@ pub fn resources(
             })
             .collect(),
         external::GROUP => {
-            // Schedule floors beside discovered names; a name both serve is listed once.
+            // Schedule floors and the fallback's names beside discovered ones; a name served
+            // twice is listed once.
+            let fallback = config.external_fallback.as_ref().map(|n| n.load_full());
             let mut names: Vec<&str> = registry
                 .external_names()
                 .iter()
                 .map(String::as_str)
                 .chain(config.schedules.iter().map(|s| s.name.as_str()))
+                .chain(fallback.iter().flat_map(|n| n.iter().map(String::as_str)))
                 .collect();
             names.sort_unstable();
             names.dedup();

@@ -50,6 +50,13 @@ pub async fn get_external_metric(
     {
         registry = app.registry.load_full();
     }
+    if registry.external(&metric).is_none()
+        && let Some(fallback) = &app.fallback
+    {
+        // Nothing of ours serves the name: the other server's answer, as it gives it.
+        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        return fallback.forward(path).await;
+    }
     let entry = registry.external(&metric).cloned().ok_or_else(|| {
         let base = format!("the server could not find the metric {metric} for namespaces");
         // One line, as the HPA's event shows it: what to ask for instead, when known.

@@ -8,6 +8,7 @@ pub mod custom;
 pub mod discovery;
 pub mod error;
 pub mod external;
+pub mod fallback;
 pub mod openapi;
 pub mod profiling;
 pub mod request;
@@ -45,6 +46,8 @@ pub struct AppState {
     pub objects: ObjectLister,
     /// Looks for metrics the registry does not know yet; `None` where nothing relists.
     pub lookups: Option<Arc<crate::discovery::lookup::Lookups>>,
+    /// Where external metric names nothing of ours serves are forwarded.
+    pub fallback: Option<Arc<fallback::ExternalFallback>>,
     /// Set once the first discovery attempt has finished.
     pub ready: AtomicBool,
     /// Set when shutdown begins: `/readyz` fails so endpoints and the aggregator move away.

@@ -278,6 +278,7 @@ pub async fn run(args: Vec<String>) -> anyhow::Result<i32> {
         queries,
         objects,
         lookups: None,
+        fallback: None,
         ready: true.into(),
         draining: Default::default(),
         profiling: None,

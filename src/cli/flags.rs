@@ -37,6 +37,10 @@ pub struct RulesTarget {
     /// How to reach Prometheus.
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
+
+    /// Another external metrics server sharing `external.metrics.k8s.io`.
+    #[command(flatten)]
+    pub fallback: FallbackArgs,
     /// The discovery look-back (`--metrics-max-age`).
     #[arg(long, default_value = "10m", value_parser = go_duration)]
     pub metrics_max_age: Duration,
@@ -53,6 +57,31 @@ fn go_duration_nonzero(s: &str) -> Result<Duration, String> {
         d if d.is_zero() => Err("must be greater than zero".into()),
         d => Ok(d),
     }
+}
+
+/// Another external metrics server (KEDA's metrics apiserver) that answers the external metric
+/// names no rule of ours serves.
+#[derive(Clone, Debug, clap::Args)]
+pub struct FallbackArgs {
+    /// Base URL of an external metrics server to forward unserved external metric names to,
+    /// such as https://keda-operator-metrics-apiserver.keda.svc:443. Our own names always win.
+    #[arg(long)]
+    pub external_metrics_fallback: Option<String>,
+    /// CA bundle that verifies the fallback's serving certificate (default: the system roots).
+    #[arg(long)]
+    pub external_metrics_fallback_ca_file: Option<PathBuf>,
+    /// Client certificate presented to the fallback (with --external-metrics-fallback-client-key-file).
+    #[arg(long)]
+    pub external_metrics_fallback_client_cert_file: Option<PathBuf>,
+    /// Key of the client certificate presented to the fallback.
+    #[arg(long)]
+    pub external_metrics_fallback_client_key_file: Option<PathBuf>,
+    /// Bearer token file sent to the fallback; default: the pod's service-account token.
+    #[arg(long)]
+    pub external_metrics_fallback_token_file: Option<PathBuf>,
+    /// Timeout of one forwarded request (Go duration).
+    #[arg(long, default_value = "10s", value_parser = go_duration_nonzero)]
+    pub external_metrics_fallback_timeout: Duration,
 }
 
 /// How to reach Prometheus: shared by the server and the `check` and `explain` subcommands.
@@ -146,6 +175,10 @@ pub struct ServerFlags {
     /// How to reach Prometheus.
     #[command(flatten)]
     pub prometheus: PrometheusArgs,
+
+    /// Another external metrics server sharing `external.metrics.k8s.io`.
+    #[command(flatten)]
+    pub fallback: FallbackArgs,
 
     /// How often series are relisted (Go duration).
     #[arg(long, default_value = "10m", value_parser = go_duration_nonzero)]

@@ -167,11 +167,13 @@ fn compile_config(
     raw: &config::MetricsDiscoveryConfig,
     mapper: &RestMapper,
     strict: bool,
+    fallback: Option<&rules::compiled::SharedNames>,
 ) -> anyhow::Result<CompiledConfig> {
-    let compiled = rules::compile(raw, mapper).map_err(|errors| {
+    let mut compiled = rules::compile(raw, mapper).map_err(|errors| {
         let list: Vec<String> = errors.iter().map(|e| format!("  {e}")).collect();
         anyhow::anyhow!("invalid config:\n{}", list.join("\n"))
     })?;
+    compiled.external_fallback = fallback.cloned();
     for warning in compiled.warnings() {
         tracing::warn!(rule = %warning.location(), "{}", warning.message);
     }
@@ -187,6 +189,41 @@ fn compile_config(
         );
     }
     Ok(compiled)
+}
+
+/// How often the fallback's external metric names are listed again.
+const FALLBACK_NAMES_EVERY: Duration = Duration::from_secs(30);
+
+/// The `--external-metrics-fallback` server, its name list refreshed in the background from
+/// now on; `None` without the flag.
+fn external_fallback(
+    flags: &ServerFlags,
+) -> anyhow::Result<Option<Arc<api::fallback::ExternalFallback>>> {
+    let f = &flags.fallback;
+    let Some(url) = &f.external_metrics_fallback else {
+        return Ok(None);
+    };
+    // The pod's service-account token, where there is one: KEDA's metrics apiserver
+    // authenticates callers with a TokenReview and authorizes them with RBAC.
+    let token_file = f.external_metrics_fallback_token_file.clone().or_else(|| {
+        let sa = PathBuf::from(SA_DIR).join("token");
+        (!flags.standalone && sa.exists()).then_some(sa)
+    });
+    let fallback = api::fallback::ExternalFallback::new(&api::fallback::FallbackSettings {
+        url: url.clone(),
+        ca_file: f.external_metrics_fallback_ca_file.clone(),
+        client_cert_file: f.external_metrics_fallback_client_cert_file.clone(),
+        client_key_file: f.external_metrics_fallback_client_key_file.clone(),
+        token_file,
+        timeout: f.external_metrics_fallback_timeout,
+    })
+    .map_err(|e| anyhow::anyhow!(e))?;
+    let fallback = Arc::new(fallback);
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::spawn(fallback.clone().run(FALLBACK_NAMES_EVERY));
+    }
+    tracing::info!(fallback = %fallback.url(), "forwarding external metric names no rule serves");
+    Ok(Some(fallback))
 }
 
 /// Everything a server needs, ready to serve.
@@ -205,7 +242,13 @@ pub fn build_adapter(
     mapper: RestMapper,
     objects: impl FnOnce(&Arc<SharedQueries>) -> ObjectLister,
 ) -> anyhow::Result<Adapter> {
-    let compiled = compile_config(raw, &mapper, flags.strict_config)?;
+    let fallback = external_fallback(flags)?;
+    let compiled = compile_config(
+        raw,
+        &mapper,
+        flags.strict_config,
+        fallback.as_ref().map(|f| f.names()).as_ref(),
+    )?;
     if !compiled.rules.is_empty() && flags.max_age() < flags.metrics_relist_interval {
         bail!("--metrics-max-age must not be less than --metrics-relist-interval");
     }
@@ -242,6 +285,7 @@ pub fn build_adapter(
         lookups: Some(Arc::new(crate::discovery::lookup::Lookups::new(
             discoverer.catalog(),
         ))),
+        fallback,
         queries,
         ready: Default::default(),
         draining: Default::default(),
@@ -348,7 +392,8 @@ fn spawn_reloader(
         state.config.clone(),
         state.mapper.clone(),
         discoverer.relist_trigger(),
-    );
+    )
+    .with_external_fallback(state.fallback.as_ref().map(|f| f.names()));
     Some(tokio::spawn(reloader.run(Duration::from_millis(500))))
 }
 

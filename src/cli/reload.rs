@@ -29,6 +29,8 @@ pub struct Reloader {
     relist: Arc<Notify>,
     /// Digest of the content last read, applied or not.
     last: Option<[u8; 32]>,
+    /// The fallback's names, carried into every reloaded config.
+    fallback: Option<crate::rules::compiled::SharedNames>,
 }
 
 /// What one look at the file did.
@@ -75,7 +77,17 @@ impl Reloader {
             mapper,
             relist,
             last,
+            fallback: None,
         }
+    }
+
+    /// Carries the external metrics fallback's names into every config it applies.
+    pub fn with_external_fallback(
+        mut self,
+        names: Option<crate::rules::compiled::SharedNames>,
+    ) -> Reloader {
+        self.fallback = names;
+        self
     }
 
     /// Reads the file and, when its content changed (or `forced`), applies it if it is good.
@@ -120,7 +132,13 @@ impl Reloader {
         let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8: {e}"))?;
         let raw =
             config::parse(text, &self.path.display().to_string()).map_err(|e| e.to_string())?;
-        super::compile_config(&raw, &self.mapper.load(), self.strict).map_err(|e| format!("{e:#}"))
+        super::compile_config(
+            &raw,
+            &self.mapper.load(),
+            self.strict,
+            self.fallback.as_ref(),
+        )
+        .map_err(|e| format!("{e:#}"))
     }
 
     /// Looks at the file every `every` and at every SIGHUP (which reloads even an unchanged

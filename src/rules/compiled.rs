@@ -125,7 +125,13 @@ pub struct CompiledConfig {
     pub schedule_warnings: Vec<RuleError>,
     /// Named backends besides `--prometheus-url`.
     pub backends: Vec<Arc<BackendSpec>>,
+    /// With `--external-metrics-fallback`: the fallback's external metric names as last listed
+    /// (served by forwarding, listed beside ours).
+    pub external_fallback: Option<SharedNames>,
 }
+
+/// A list of names kept current by a background task and read by every request.
+pub type SharedNames = Arc<arc_swap::ArcSwap<Vec<String>>>;
 
 impl CompiledConfig {
     /// Every rule, custom first.
@@ -147,9 +153,12 @@ impl CompiledConfig {
             .collect()
     }
 
-    /// Whether `external.metrics.k8s.io` is served: by external rules or schedule floors.
+    /// Whether `external.metrics.k8s.io` is served: by external rules, schedule floors or a
+    /// fallback server.
     pub fn serves_external(&self) -> bool {
-        !self.external_rules.is_empty() || !self.schedules.is_empty()
+        !self.external_rules.is_empty()
+            || !self.schedules.is_empty()
+            || self.external_fallback.is_some()
     }
 
     /// The schedule floor serving `metric` in `namespace`, if any.

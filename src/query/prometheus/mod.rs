@@ -172,16 +172,25 @@ impl PrometheusError {
     }
 }
 
+/// A bearer token read from a file, re-read once a minute.
 #[derive(Debug)]
-struct TokenSource {
+pub struct TokenSource {
     path: PathBuf,
     cached: Mutex<Option<(Instant, String)>>,
 }
 
 impl TokenSource {
+    /// A token read from `path` at first use.
+    pub fn new(path: PathBuf) -> TokenSource {
+        TokenSource {
+            path,
+            cached: Mutex::new(None),
+        }
+    }
+
     /// Projected service-account tokens rotate; re-reading once a minute follows them without a
     /// file read per request.
-    fn token(&self) -> Result<String, PrometheusError> {
+    pub fn token(&self) -> Result<String, PrometheusError> {
         let previous = self
             .cached
             .lock()

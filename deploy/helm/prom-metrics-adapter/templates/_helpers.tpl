@@ -87,7 +87,7 @@ what the rules imply when it is not null.
 
 {{- define "pma.serves.external" -}}
 {{- if kindIs "invalid" .Values.apiServices.external -}}
-{{- if or .Values.rules.external .Values.rules.schedules }}true{{ end -}}
+{{- if or .Values.rules.external .Values.rules.schedules .Values.externalMetricsFallback.url }}true{{ end -}}
 {{- else if .Values.apiServices.external }}true{{ end -}}
 {{- end -}}
 
