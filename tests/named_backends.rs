@@ -167,6 +167,30 @@ fn values(body: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
+/// A backend's own answer to `query` now: (pod, value) per sample.
+async fn own_answer(url: &str, query: &str) -> Vec<(String, f64)> {
+    let resp: Value = reqwest::Client::new()
+        .get(format!("{url}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    resp["data"]["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{resp}"))
+        .iter()
+        .map(|s| {
+            (
+                s["metric"]["pod"].as_str().unwrap_or_default().to_string(),
+                s["value"][1].as_str().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
 fn near(a: f64, b: f64) -> bool {
     (a - b).abs() <= b.abs() * 0.02
 }
@@ -190,6 +214,19 @@ async fn each_rule_is_answered_by_the_backend_it_names() {
     let longterm = values(&body);
     assert_eq!(fresh.len(), 2, "{fresh:?}");
     assert_eq!(longterm.len(), 2, "{longterm:?}");
+    // Each equals its own backend's answer to the query both rules render.
+    let query =
+        r#"sum(rate(http_requests_total{namespace="shop",pod=~"web-1|web-2"}[2m])) by (pod)"#;
+    for (answer, url) in [(&fresh, prom.url()), (&longterm, vm.url())] {
+        let own = own_answer(url, query).await;
+        for (pod, v) in answer.iter() {
+            let theirs = own.iter().find(|(p, _)| p == pod).map(|(_, v)| *v);
+            assert!(
+                theirs.is_some_and(|t| near(*v, t)),
+                "{pod}: {v} served, {theirs:?} from {url}"
+            );
+        }
+    }
     for ((pod, f), (pod2, l)) in fresh.iter().zip(&longterm) {
         assert_eq!(pod, pod2);
         let rate = if pod == "web-1" { 10.0 } else { 20.0 };

@@ -92,6 +92,7 @@ pub struct Catalog {
     registry: Arc<ArcSwap<Registry>>,
     settings: DiscoverySettings,
     answers: std::sync::Mutex<Answers>,
+    publishing: std::sync::Mutex<()>,
 }
 
 impl Catalog {
@@ -166,19 +167,20 @@ impl Catalog {
 
     /// Rebuilds the registry from the answers at hand and publishes it.
     pub fn publish(&self) -> Arc<Registry> {
+        // One publish at a time: a build from an older snapshot must not be stored after a
+        // newer one (a relist racing a targeted lookup).
+        let _one = self.publishing.lock().unwrap_or_else(|e| e.into_inner());
         let config = self.config.load_full();
         let queries = self.current_queries();
         let mapper = self.mapper.load_full();
-        let mut answers = self.answers();
-        answers.full.retain(|q, _| queries.contains(q));
-        answers.added.retain(|q, _| queries.contains(q));
-        let registry = Arc::new(Registry::build(
-            &config,
-            &mapper,
-            &answers.full,
-            SystemTime::now(),
-        ));
-        drop(answers);
+        let full = {
+            let mut answers = self.answers();
+            answers.full.retain(|q, _| queries.contains(q));
+            answers.added.retain(|q, _| queries.contains(q));
+            // A map of `Arc`s: cheap to copy, so the build does not hold the lock.
+            answers.full.clone()
+        };
+        let registry = Arc::new(Registry::build(&config, &mapper, &full, SystemTime::now()));
         self.registry.store(registry.clone());
         registry
     }
@@ -220,6 +222,7 @@ impl Discoverer {
                 registry,
                 settings,
                 answers: Default::default(),
+                publishing: Default::default(),
             }),
             relist_now: Arc::new(tokio::sync::Notify::new()),
         }
@@ -350,4 +353,89 @@ fn transient(failures: Vec<QueryFailure>) -> Vec<SeriesKey> {
         .filter(|f| f.error.is_transient())
         .map(|f| f.key)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::query::prometheus::{PrometheusSettings, decode_series};
+
+    fn set(names: &[&str]) -> SeriesSet {
+        let body = serde_json::json!({
+            "status": "success",
+            "data": names.iter().map(|n| serde_json::json!({"__name__": n, "namespace": "a", "pod": "p"})).collect::<Vec<_>>(),
+        });
+        decode_series("test", body.to_string().as_bytes()).unwrap()
+    }
+
+    fn catalog() -> (Arc<Catalog>, SeriesKey) {
+        let raw = crate::config::parse(
+            "rules:\n- seriesQuery: '{__name__=~\"^app_.*\",namespace!=\"\",pod!=\"\"}'\n  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}\n  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'\n",
+            "t",
+        )
+        .unwrap();
+        let mapper = RestMapper::standalone();
+        let compiled = crate::rules::compile(&raw, &mapper).unwrap();
+        let key = SeriesKey::of(&compiled.rules[0]);
+        let queries = Arc::new(
+            SharedQueries::new(
+                &PrometheusSettings::default(),
+                Duration::ZERO,
+                Duration::ZERO,
+            )
+            .unwrap(),
+        );
+        let d = Discoverer::new(
+            queries,
+            Arc::new(ArcSwap::from_pointee(compiled)),
+            Arc::new(ArcSwap::from_pointee(mapper)),
+            Arc::new(ArcSwap::from_pointee(Registry::default())),
+            DiscoverySettings {
+                relist_interval: Duration::from_secs(3600),
+                max_age: Duration::from_secs(3600),
+            },
+        );
+        (d.catalog(), key)
+    }
+
+    fn served(c: &Catalog) -> Vec<String> {
+        c.registry
+            .load()
+            .custom_keys()
+            .iter()
+            .filter(|k| k.resource.to_string() == "pods")
+            .map(|k| k.metric.clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_lookup_during_a_relist_survives_it_and_one_before_it_is_superseded() {
+        let (c, key) = catalog();
+        c.store_full(key.clone(), set(&["app_ready"]), std::time::Instant::now());
+        c.publish();
+        assert_eq!(served(&c), ["app_ready"]);
+
+        // A relist starts, a lookup finds a new series, then the relist's older answer lands.
+        let relist_started = std::time::Instant::now();
+        assert!(c.add_found(&key, &set(&["app_inflight"])));
+        assert!(
+            !c.add_found(&key, &set(&["app_inflight"])),
+            "nothing new the second time"
+        );
+        c.publish();
+        assert_eq!(served(&c), ["app_inflight", "app_ready"]);
+        c.store_full(key.clone(), set(&["app_ready"]), relist_started);
+        c.publish();
+        assert_eq!(
+            served(&c),
+            ["app_inflight", "app_ready"],
+            "kept over the older listing"
+        );
+
+        // The next relist started after the lookup: its answer is the whole truth.
+        std::thread::sleep(Duration::from_millis(5));
+        c.store_full(key, set(&["app_ready"]), std::time::Instant::now());
+        c.publish();
+        assert_eq!(served(&c), ["app_ready"]);
+    }
 }
