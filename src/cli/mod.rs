@@ -419,6 +419,8 @@ async fn drain_after(
 fn spawn_discovery(state: &Arc<AppState>, discoverer: Discoverer) -> tokio::task::JoinHandle<()> {
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let discovery = tokio::spawn(discoverer.run(done_tx));
+    // Housekeeping that lives as long as serving does: RSS that follows what is in use.
+    crate::server::memory::spawn_trimmer();
     let ready_state = state.clone();
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.wait_for(|d| *d)).await;

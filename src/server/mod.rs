@@ -9,6 +9,7 @@ pub mod authn;
 pub mod authz;
 pub mod cache;
 pub mod limits;
+pub mod memory;
 pub mod secure;
 pub mod tls;
 
