@@ -3,6 +3,8 @@
 //! compared with the backend that rule names, the same query on both backends is two answers,
 //! headers reach the named backend, and `/metrics`, `check` and `explain` name the backend.
 
+#[path = "common/backends.rs"]
+mod backends;
 mod common;
 #[path = "common/victoria.rs"]
 mod victoria;
@@ -10,6 +12,7 @@ mod victoria;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use backends::backend_values;
 use common::{Adapter, metrics_text, sample_value, unix_now};
 use prom_metrics_adapter::cli::local_prometheus::LocalPrometheus;
 use serde_json::Value;
@@ -167,30 +170,6 @@ fn values(body: &Value) -> Vec<(String, f64)> {
         .collect()
 }
 
-/// A backend's own answer to `query` now: (pod, value) per sample.
-async fn own_answer(url: &str, query: &str) -> Vec<(String, f64)> {
-    let resp: Value = reqwest::Client::new()
-        .get(format!("{url}/api/v1/query"))
-        .query(&[("query", query)])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    resp["data"]["result"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{resp}"))
-        .iter()
-        .map(|s| {
-            (
-                s["metric"]["pod"].as_str().unwrap_or_default().to_string(),
-                s["value"][1].as_str().unwrap().parse().unwrap(),
-            )
-        })
-        .collect()
-}
-
 fn near(a: f64, b: f64) -> bool {
     (a - b).abs() <= b.abs() * 0.02
 }
@@ -218,9 +197,12 @@ async fn each_rule_is_answered_by_the_backend_it_names() {
     let query =
         r#"sum(rate(http_requests_total{namespace="shop",pod=~"web-1|web-2"}[2m])) by (pod)"#;
     for (answer, url) in [(&fresh, prom.url()), (&longterm, vm.url())] {
-        let own = own_answer(url, query).await;
+        let own = backend_values(url, query, unix_now()).await;
         for (pod, v) in answer.iter() {
-            let theirs = own.iter().find(|(p, _)| p == pod).map(|(_, v)| *v);
+            let theirs = own
+                .iter()
+                .find(|(labels, _)| labels.get("pod") == Some(pod))
+                .map(|(_, v)| *v);
             assert!(
                 theirs.is_some_and(|t| near(*v, t)),
                 "{pod}: {v} served, {theirs:?} from {url}"

@@ -227,18 +227,7 @@ async fn answer(
         }
         other => ApiError::Internal(other.to_string()),
     })?;
-    let (answer, freshness) = app
-        .queries
-        .backend(metric.rule.backend.as_ref())
-        .map_err(|e| ApiError::Internal(format!("unable to fetch metrics: {e}")))?
-        .query(&query)
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
-        })?;
-    if let crate::query::shared::Freshness::Stale(age) = freshness {
-        crate::telemetry::metrics().stale_answer(&metric.rule.label(), age);
-    }
+    let answer = super::query_for_rule(app, &metric.rule, &query).await?;
     let result: &QueryResult = &answer;
     let QueryResult::Vector(samples) = result else {
         return Err(ApiError::Internal(format!(

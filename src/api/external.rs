@@ -90,18 +90,7 @@ pub async fn get_external_metric(
             }
             other => ApiError::Internal(other.to_string()),
         })?;
-    let (answer, freshness) = app
-        .queries
-        .backend(rule.backend.as_ref())
-        .map_err(|e| ApiError::Internal(format!("unable to fetch metrics: {e}")))?
-        .query(&query)
-        .await
-        .map_err(|e| {
-            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
-        })?;
-    if let crate::query::shared::Freshness::Stale(age) = freshness {
-        crate::telemetry::metrics().stale_answer(&rule.label(), age);
-    }
+    let answer = super::query_for_rule(&app, rule, &query).await?;
     let items = match &*answer {
         QueryResult::Vector(samples) => {
             let mut samples = samples.clone();

@@ -56,6 +56,28 @@ pub struct AppState {
     pub profiling: Option<std::time::Duration>,
 }
 
+/// Runs `query` on `rule`'s backend through the shared coalescers; a stale answer is counted
+/// against the rule. Errors are the 500 both metric APIs answer, naming the query.
+pub async fn query_for_rule(
+    app: &AppState,
+    rule: &crate::rules::CompiledRule,
+    query: &str,
+) -> Result<Arc<crate::query::QueryResult>, ApiError> {
+    let (answer, freshness) = app
+        .queries
+        .backend(rule.backend.as_ref())
+        .map_err(|e| ApiError::Internal(format!("unable to fetch metrics: {e}")))?
+        .query(query)
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("unable to fetch metrics: {e} (query: {query})"))
+        })?;
+    if let crate::query::shared::Freshness::Stale(age) = freshness {
+        crate::telemetry::metrics().stale_answer(&rule.label(), age);
+    }
+    Ok(answer)
+}
+
 /// Current time as Unix seconds.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()
