@@ -205,7 +205,7 @@ pub fn metrics() -> &'static Metrics {
         );
         registry.register(
             "targeted_lookups",
-            "Series lookups for a metric the registry did not know, by result (found: the metric joined the registry, not_found, skipped: the name was looked for within the last --metrics-relist-interval or the lookup rate bound was reached)",
+            "Series lookups for a metric the registry did not know, by result (found: the metric joined the registry, not_found, failed: a backend could not be asked, skipped: the name was looked for within the last --metrics-relist-interval or the lookup rate bound was reached)",
             m.targeted_lookups.clone(),
         );
         registry.register(

@@ -160,3 +160,103 @@ async fn unserved_external_names_go_to_the_fallback_after_our_own_authorization(
     .unwrap();
     assert_eq!(code, 200, "{body}");
 }
+
+/// Only an external rule whose names end in `_per_second`, against a Prometheus that is down.
+const RULES_WITH_BACKEND_DOWN: &str = r#"
+externalRules:
+- seriesQuery: '{__name__=~"^queue_.*_total$",namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m]))'
+"#;
+
+#[tokio::test]
+async fn a_name_of_ours_is_not_forwarded_while_our_backend_cannot_be_asked() {
+    let keda = keda::start("adapter-sa-token").await;
+    {
+        let mut state = keda.state.lock().unwrap();
+        state.values.insert(
+            (
+                "default".into(),
+                "orders-consumer".into(),
+                "s0-rabbitmq-orders".into(),
+            ),
+            "12".into(),
+        );
+        state.oversized.insert("s1-huge".into(), 17 << 20);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "adapter-sa-token\n").unwrap();
+    let ca = dir.path().join("keda-ca.crt");
+    std::fs::write(&ca, &keda.ca_pem).unwrap();
+    // Nothing listens on the port of a socket just closed.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+
+    let fake = FakeKube::start().await;
+    let front_proxy_ca = Ca::new("front-proxy-ca");
+    *fake.state.auth_configmap.lock().unwrap() =
+        Some(auth_configmap(&Ca::new("client-ca"), &front_proxy_ca));
+    let server = common::secure::start_with_config(
+        &fake,
+        RULES_WITH_BACKEND_DOWN,
+        &[
+            format!("--prometheus-url={down}"),
+            format!("--external-metrics-fallback={}", keda.url),
+            format!("--external-metrics-fallback-ca-file={}", ca.display()),
+            format!("--external-metrics-fallback-token-file={}", token.display()),
+        ],
+    )
+    .await;
+    let hpa = client(Some(&front_proxy_ca.client("front-proxy-client", &[])));
+
+    // A rule of ours could produce this name and its backend is down: a 503 that says so,
+    // never KEDA's "not found" for one of our own metrics.
+    let (code, body) = get(
+        &hpa,
+        &server.url(&format!("{EXT}/namespaces/default/queue_orders_per_second")),
+        HPA_HEADERS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 503, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("queue_orders_per_second") && message.contains(&down),
+        "{message}"
+    );
+    assert!(keda.state.lock().unwrap().seen.is_empty());
+
+    // A name no rule of ours can produce still goes to KEDA.
+    let (code, body) = get(
+        &hpa,
+        &server.url(&format!(
+            "{EXT}/namespaces/default/s0-rabbitmq-orders?labelSelector=scaledobject.keda.sh%2Fname%3Dorders-consumer"
+        )),
+        HPA_HEADERS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["items"][0]["value"], "12");
+
+    // An answer far beyond any metric list is refused as a bad gateway, not passed on.
+    let (code, body) = get(
+        &hpa,
+        &server.url(&format!("{EXT}/namespaces/default/s1-huge")),
+        HPA_HEADERS,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 502, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("answered more than"),
+        "{body}"
+    );
+}

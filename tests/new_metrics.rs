@@ -67,6 +67,10 @@ externalRules:
   resources: {overrides: {namespace: {resource: namespace}}}
   name: {matches: "^queue_.*"}
   metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (queue)'
+- seriesQuery: '{__name__=~"^fleet_.*"}'
+  resources: {namespaced: false}
+  name: {matches: "^fleet_.*"}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>})'
 "#;
 
 fn lookups(text: &str, result: &str) -> f64 {
@@ -183,4 +187,36 @@ async fn a_series_scraped_after_start_up_is_served_at_the_first_request_for_it()
     }
     let after = metrics_text(&a.base).await;
     assert_eq!(series_calls(&after), series_calls(&before));
+
+    // Concurrent first requests for a new metric share one lookup, and every one is answered.
+    text.lock()
+        .unwrap()
+        .push_str("app_burst{namespace=\"shop\",pod=\"web-1\"} 3\n");
+    while instant(&url, "app_burst").await.is_none() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = metrics_text(&a.base).await;
+    let path = format!("{pods}/app_burst");
+    let answers = futures_util::future::join_all((0..6).map(|_| a.get(&path))).await;
+    for (code, body) in answers {
+        assert_eq!(code, 200, "{body}");
+        assert_eq!(body["items"][0]["value"], "3", "{body}");
+    }
+    let after = metrics_text(&a.base).await;
+    assert_eq!(lookups(&after, "found") - lookups(&before, "found"), 1.0);
+    assert_eq!(series_calls(&after) - series_calls(&before), 1.0, "{after}");
+
+    // A lookup no namespace can narrow lists the rule's whole seriesQuery, as a relist does:
+    // once a minute per rule, however many names are asked for.
+    let before = after;
+    for name in ["fleet_a", "fleet_b", "fleet_c"] {
+        let (code, _) = a
+            .get(&format!(
+                "/apis/external.metrics.k8s.io/v1beta1/namespaces/shop/{name}"
+            ))
+            .await;
+        assert_eq!(code, 404);
+    }
+    let after = metrics_text(&a.base).await;
+    assert_eq!(series_calls(&after) - series_calls(&before), 1.0, "{after}");
 }

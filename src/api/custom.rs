@@ -147,6 +147,7 @@ async fn answer(
     if registry.custom(&key).is_none()
         && let Some(lookups) = &app.lookups
         && lookups.custom(&key, path.namespace.as_deref()).await
+            == crate::discovery::lookup::Outcome::Found
     {
         registry = app.registry.load_full();
     }

@@ -23,6 +23,9 @@ pub enum ApiError {
     /// 500: the backend failed, or a rule cannot work.
     #[error("{0}")]
     Internal(String),
+    /// 502: a server we forward to answered something we cannot pass on.
+    #[error("{0}")]
+    BadGateway(String),
     /// 503: the adapter cannot answer yet.
     #[error("{0}")]
     Unavailable(String),
@@ -46,6 +49,7 @@ impl ApiError {
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::BadGateway(_) => StatusCode::BAD_GATEWAY,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
@@ -61,6 +65,8 @@ impl ApiError {
             ApiError::Forbidden(m) => ("Forbidden", m.clone()),
             ApiError::NotFound(m) => ("NotFound", m.clone()),
             ApiError::Internal(m) => ("InternalError", format!("Internal error occurred: {m}")),
+            // Kubernetes has no reason of its own for 502; the code says what it is.
+            ApiError::BadGateway(m) => ("InternalError", m.clone()),
             ApiError::Unavailable(m) => ("ServiceUnavailable", m.clone()),
             ApiError::TooManyRequests => ("TooManyRequests", self.to_string()),
             ApiError::UriTooLong(m) => ("RequestURITooLong", m.clone()),

@@ -11,6 +11,7 @@ use super::error::ApiError;
 use super::request::{check_metric_name, check_namespace, parse_params, segments};
 use super::types::{ExternalMetricValue, List, ListMeta};
 use super::{AppState, format_timestamp, unix_now};
+use crate::discovery::lookup::Outcome;
 use crate::query::QueryResult;
 use crate::query::values::{keep_namespace, to_quantity};
 use crate::rules::query::{QueryBuildError, render_external};
@@ -44,18 +45,33 @@ pub async fn get_external_metric(
     }
 
     let mut registry = app.registry.load_full();
-    if registry.external(&metric).is_none()
-        && let Some(lookups) = &app.lookups
-        && lookups.external(&metric, &namespace).await
-    {
-        registry = app.registry.load_full();
-    }
-    if registry.external(&metric).is_none()
-        && let Some(fallback) = &app.fallback
-    {
-        // Nothing of ours serves the name: the other server's answer, as it gives it.
-        let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        return fallback.forward(path).await;
+    if registry.external(&metric).is_none() {
+        // A name the fallback lists is forwarded without looking for it in our backends: its
+        // HPAs ask every 15 s and each look would cost a listing.
+        let theirs = app.fallback.as_ref().is_some_and(|f| f.serves(&metric));
+        let mut looked = Outcome::NotFound;
+        if !theirs && let Some(lookups) = &app.lookups {
+            looked = lookups.external(&metric, &namespace).await;
+            if looked == Outcome::Found {
+                registry = app.registry.load_full();
+            }
+        }
+        if registry.external(&metric).is_none()
+            && let Some(fallback) = &app.fallback
+        {
+            if let Outcome::Failed(error) = looked {
+                // A rule of ours could produce the name but its backend could not be asked
+                // (at start with Prometheus down, say): forwarding would hand one of our own
+                // metrics to the other server's "not found".
+                return Err(ApiError::Unavailable(format!(
+                    "unable to tell whether the external metric {metric} is served here or by the fallback at {}: looking for it failed: {error}",
+                    fallback.url()
+                )));
+            }
+            // Nothing of ours serves the name: the other server's answer, as it gives it.
+            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+            return fallback.forward(path).await;
+        }
     }
     let entry = registry.external(&metric).cloned().ok_or_else(|| {
         let base = format!("the server could not find the metric {metric} for namespaces");

@@ -27,6 +27,34 @@ use crate::rules::compiled::SharedNames;
 /// Largest answer taken from the fallback; an external metric list is a few kilobytes.
 const MAX_ANSWER_BYTES: usize = 16 << 20;
 
+/// Why an answer's body could not be taken.
+enum BodyError {
+    /// The connection failed while reading.
+    Transport(String),
+    /// More than [`MAX_ANSWER_BYTES`].
+    TooLarge,
+}
+
+/// The whole body of `resp`, refusing more than [`MAX_ANSWER_BYTES`] without reading past it.
+async fn read_capped(resp: reqwest::Response) -> Result<Vec<u8>, BodyError> {
+    if resp
+        .content_length()
+        .is_some_and(|n| n > MAX_ANSWER_BYTES as u64)
+    {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = Vec::new();
+    let mut chunks = resp.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Transport(error_chain(&e)))?;
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 /// How to reach the fallback.
 #[derive(Clone, Debug)]
 pub struct FallbackSettings {
@@ -112,6 +140,14 @@ impl ExternalFallback {
         self.names.clone()
     }
 
+    /// Whether the fallback listed `name` when last asked.
+    pub fn serves(&self, name: &str) -> bool {
+        self.names
+            .load()
+            .binary_search_by(|n| n.as_str().cmp(name))
+            .is_ok()
+    }
+
     /// Where the fallback is, for messages.
     pub fn url(&self) -> &str {
         &self.display
@@ -147,18 +183,13 @@ impl ExternalFallback {
         let status =
             StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         let content_type = resp.headers().get(header::CONTENT_TYPE).cloned();
-        let mut body = Vec::new();
-        let mut chunks = resp.bytes_stream();
-        while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| unavailable(error_chain(&e)))?;
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
-                return Err(ApiError::Internal(format!(
-                    "the external metrics fallback at {} answered more than {MAX_ANSWER_BYTES} bytes",
-                    self.display
-                )));
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(resp).await.map_err(|e| match e {
+            BodyError::Transport(e) => unavailable(e),
+            BodyError::TooLarge => ApiError::BadGateway(format!(
+                "the external metrics fallback at {} answered more than {MAX_ANSWER_BYTES} bytes",
+                self.display
+            )),
+        })?;
         let mut out = Response::new(Body::from(body));
         *out.status_mut() = status;
         out.headers_mut().insert(
@@ -182,7 +213,12 @@ impl ExternalFallback {
         if !resp.status().is_success() {
             return Err(format!("HTTP {}", resp.status().as_u16()));
         }
-        let list: serde_json::Value = resp.json().await.map_err(|e| error_chain(&e))?;
+        let body = read_capped(resp).await.map_err(|e| match e {
+            BodyError::Transport(e) => e,
+            BodyError::TooLarge => format!("the list is larger than {MAX_ANSWER_BYTES} bytes"),
+        })?;
+        let list: serde_json::Value =
+            serde_json::from_slice(&body).map_err(|e| format!("the list is not JSON: {e}"))?;
         let mut names: Vec<String> = list["resources"]
             .as_array()
             .ok_or("the answer is not an APIResourceList")?

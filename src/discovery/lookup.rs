@@ -30,6 +30,10 @@ const MAX_REMEMBERED: usize = 10_000;
 /// Lookups started per second, whatever the names (burst of twice that).
 const LOOKUPS_PER_SECOND: u32 = 10;
 
+/// Least time between two lookups that list a rule's whole `seriesQuery` (cluster-scoped
+/// resources, rules without a namespace label, selectors that cannot take a matcher).
+const UNRESTRICTED_EVERY: Duration = Duration::from_secs(60);
+
 /// `query` with the matcher `label="value"` added, when it is a plain vector selector that
 /// stays one; `None` otherwise (the lookup then lists the whole `seriesQuery`).
 pub fn restrict(query: &str, label: &str, value: &str) -> Option<String> {
@@ -53,11 +57,29 @@ pub fn restrict(query: &str, label: &str, value: &str) -> Option<String> {
     }
 }
 
+/// What a targeted lookup concluded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The metric joined the registry.
+    Found,
+    /// No rule that could produce the name has it, or it was looked for recently.
+    NotFound,
+    /// Some rule that could produce the name could not be asked; whether it is ours is not
+    /// known.
+    Failed(String),
+}
+
 /// Looks for metrics the registry does not know.
 pub struct Lookups {
     catalog: Arc<Catalog>,
+    /// When each miss was last looked for (the per-name bound).
     recent: Mutex<HashMap<String, Instant>>,
-    inflight: Coalescer<Arc<SeriesSet>>,
+    /// Concurrent requests for the same miss share its lookup and its outcome.
+    misses: Coalescer<Outcome>,
+    /// Identical listings in flight at once are sent once.
+    listings: Coalescer<Arc<SeriesSet>>,
+    /// When each listing that could not be restricted to a namespace was last sent.
+    unrestricted: Mutex<HashMap<String, Instant>>,
     limiter: DefaultDirectRateLimiter,
 }
 
@@ -69,14 +91,19 @@ impl Lookups {
         Lookups {
             catalog,
             recent: Mutex::new(HashMap::new()),
-            inflight: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
+            misses: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
+            listings: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
+            unrestricted: Mutex::new(HashMap::new()),
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
         }
     }
 
-    /// Looks for the custom metric `key` (within `namespace` when given); true when it joined
-    /// the registry.
-    pub async fn custom(&self, key: &CustomMetricKey, namespace: Option<&str>) -> bool {
+    /// Looks for the custom metric `key` (within `namespace` when given).
+    pub async fn custom(
+        self: &Arc<Self>,
+        key: &CustomMetricKey,
+        namespace: Option<&str>,
+    ) -> Outcome {
         let rules: Vec<Arc<CompiledRule>> = self
             .catalog
             .config()
@@ -91,13 +118,16 @@ impl Lookups {
             key.metric,
             namespace.unwrap_or_default()
         );
-        self.look(&miss, rules, namespace).await
-            && self.catalog.registry.load().custom(key).is_some()
+        match self.shared(miss, rules, namespace).await {
+            Outcome::Found if self.catalog.registry.load().custom(key).is_none() => {
+                Outcome::NotFound
+            }
+            other => other,
+        }
     }
 
-    /// Looks for the external metric `metric` within `namespace`; true when it joined the
-    /// registry.
-    pub async fn external(&self, metric: &str, namespace: &str) -> bool {
+    /// Looks for the external metric `metric` within `namespace`.
+    pub async fn external(self: &Arc<Self>, metric: &str, namespace: &str) -> Outcome {
         let rules: Vec<Arc<CompiledRule>> = self
             .catalog
             .config()
@@ -107,9 +137,33 @@ impl Lookups {
             .cloned()
             .collect();
         let miss = format!("external\u{0}{metric}\u{0}{namespace}");
-        let namespace = Some(namespace);
-        self.look(&miss, rules, namespace).await
-            && self.catalog.registry.load().external(metric).is_some()
+        match self.shared(miss, rules, Some(namespace)).await {
+            Outcome::Found if self.catalog.registry.load().external(metric).is_none() => {
+                Outcome::NotFound
+            }
+            other => other,
+        }
+    }
+
+    /// The lookup of `miss`, shared with concurrent requests for the same miss. It runs as its
+    /// own task, so a request cut off by `--request-timeout` does not stop it halfway.
+    async fn shared(
+        self: &Arc<Self>,
+        miss: String,
+        rules: Vec<Arc<CompiledRule>>,
+        namespace: Option<&str>,
+    ) -> Outcome {
+        if rules.is_empty() {
+            return Outcome::NotFound;
+        }
+        let this = self.clone();
+        let namespace = namespace.map(str::to_string);
+        let key = miss.clone();
+        let look = move || async move { Ok(this.look(&miss, rules, namespace.as_deref()).await) };
+        match self.misses.get(&key, look).await {
+            Ok((outcome, _)) => outcome,
+            Err(e) => Outcome::Failed(e.to_string()),
+        }
     }
 
     /// Whether `miss` may be looked for now; records it when so.
@@ -136,43 +190,60 @@ impl Lookups {
         true
     }
 
+    /// Whether the listing `flight`, which no namespace narrows, may be sent now; records it
+    /// when so. Such a listing costs as much as a relist of its rule, so it is sent at most once
+    /// per [`UNRESTRICTED_EVERY`] (or relist interval, when shorter) whatever the names asked.
+    fn admit_unrestricted(&self, flight: &str) -> bool {
+        let every = UNRESTRICTED_EVERY.min(self.catalog.settings().relist_interval);
+        let mut sent = self.unrestricted.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        sent.retain(|_, at| now.duration_since(*at) < every);
+        if sent.contains_key(flight) {
+            return false;
+        }
+        sent.insert(flight.to_string(), now);
+        true
+    }
+
     async fn look(
         &self,
         miss: &str,
         rules: Vec<Arc<CompiledRule>>,
         namespace: Option<&str>,
-    ) -> bool {
-        let outcome = |result: &str| {
+    ) -> Outcome {
+        let count = |result: &str| {
             let m = crate::telemetry::metrics();
             crate::telemetry::Metrics::outcome(&m.targeted_lookups, result);
         };
-        if rules.is_empty() {
-            return false;
-        }
         if !self.admit(miss) {
-            outcome("skipped");
-            return false;
+            count("skipped");
+            return Outcome::NotFound;
         }
         let lookback = self.catalog.settings().max_age;
         let lookups = rules.iter().map(|rule| async move {
-            let selector = match (namespace, rule.namespace_label.as_deref()) {
-                (Some(ns), Some(label)) if rule.kind == RuleKind::Custom || rule.resources.namespaced() => {
-                    restrict(&rule.series_query, label, ns).unwrap_or_else(|| rule.series_query.clone())
+            let restricted = match (namespace, rule.namespace_label.as_deref()) {
+                (Some(ns), Some(label))
+                    if rule.kind == RuleKind::Custom || rule.resources.namespaced() =>
+                {
+                    restrict(&rule.series_query, label, ns)
                 }
-                _ => rule.series_query.clone(),
+                _ => None,
             };
-            let backend = match self.catalog.queries().backend(rule.backend.as_ref()) {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::debug!(rule = %rule.label(), error = %e, "targeted lookup skipped");
-                    return None;
-                }
-            };
-            let client = backend.client().clone();
+            let selector = restricted.clone().unwrap_or_else(|| rule.series_query.clone());
             let flight = format!("{}\u{0}{selector}", rule.backend_name());
+            if restricted.is_none() && !self.admit_unrestricted(&flight) {
+                tracing::debug!(rule = %rule.label(), "targeted lookup skipped: its listing cannot be narrowed to a namespace and was sent recently");
+                return Ok(None);
+            }
+            let backend = self
+                .catalog
+                .queries()
+                .backend(rule.backend.as_ref())
+                .map_err(|e| e.to_string())?;
+            let client = backend.client().clone();
             let owned = selector.clone();
             let answer = self
-                .inflight
+                .listings
                 .get(&flight, move || async move {
                     let end = crate::api::unix_now();
                     let start = end - lookback.as_secs_f64();
@@ -180,23 +251,40 @@ impl Lookups {
                 })
                 .await;
             match answer {
-                Ok((set, _)) => Some((SeriesKey::of(rule), set)),
+                Ok((set, _)) => Ok(Some((SeriesKey::of(rule), set))),
                 Err(e) => {
                     tracing::warn!(rule = %rule.label(), series_query = %selector, error = %e, "targeted lookup failed");
-                    None
+                    Err(e.to_string())
                 }
             }
         });
         let mut changed = false;
-        for (key, set) in join_all(lookups).await.into_iter().flatten() {
-            changed |= self.catalog.add_found(&key, &set);
+        let mut failure = None;
+        for answer in join_all(lookups).await {
+            match answer {
+                Ok(Some((key, set))) => changed |= self.catalog.add_found(&key, &set),
+                Ok(None) => {}
+                Err(e) => failure = failure.or(Some(e)),
+            }
         }
         if changed {
-            self.catalog.publish();
+            self.catalog.publish_off_thread().await;
         }
-        tracing::debug!(miss = %miss.replace('\u{0}', " "), changed, "targeted lookup");
-        outcome(if changed { "found" } else { "not_found" });
-        changed
+        tracing::debug!(miss = %miss.replace('\u{0}', " "), changed, failed = failure.is_some(), "targeted lookup");
+        match (changed, failure) {
+            (true, _) => {
+                count("found");
+                Outcome::Found
+            }
+            (false, Some(e)) => {
+                count("failed");
+                Outcome::Failed(e)
+            }
+            (false, None) => {
+                count("not_found");
+                Outcome::NotFound
+            }
+        }
     }
 }
 

@@ -9,7 +9,7 @@ pub mod hints;
 pub mod lookup;
 pub mod registry;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -18,7 +18,7 @@ use tokio::sync::watch;
 
 pub use registry::{CustomMetric, CustomMetricKey, ExternalMetric, Registry, RuleStats, SeriesKey};
 
-use crate::query::prometheus::{PrometheusError, SeriesSet};
+use crate::query::prometheus::{PrometheusError, SeriesInfo, SeriesSet};
 use crate::query::shared::SharedQueries;
 use crate::rules::{CompiledConfig, RestMapper};
 
@@ -57,21 +57,22 @@ pub struct RelistReport {
 struct Answers {
     /// Last good full answer per listing.
     full: HashMap<SeriesKey, Arc<SeriesSet>>,
-    /// Series shapes found by targeted lookups, with when they were last added to.
-    added: HashMap<SeriesKey, (std::time::Instant, SeriesSet)>,
+    /// Series shapes found by targeted lookups, each with when a lookup last found it.
+    added: HashMap<SeriesKey, HashMap<SeriesInfo, std::time::Instant>>,
 }
 
-/// `base` with the shapes of `extra` it does not have; `None` when it has them all.
-fn with_shapes(base: &SeriesSet, extra: &SeriesSet) -> Option<SeriesSet> {
-    let missing: Vec<_> = extra
-        .series
-        .iter()
-        .filter(|s| {
-            !base
-                .series
-                .iter()
-                .any(|b| b.name == s.name && b.labels == s.labels)
-        })
+/// `base` with the shapes among `extra` it does not have; `None` when it has them all.
+fn with_shapes<'a>(
+    base: &SeriesSet,
+    extra: impl IntoIterator<Item = &'a SeriesInfo>,
+) -> Option<SeriesSet> {
+    // A set, not a scan per shape: this runs under the answers' lock, and a listing can hold
+    // thousands of shapes.
+    let have: HashSet<&SeriesInfo> = base.series.iter().collect();
+    let mut seen = HashSet::new();
+    let missing: Vec<SeriesInfo> = extra
+        .into_iter()
+        .filter(|s| !have.contains(s) && seen.insert(*s))
         .cloned()
         .collect();
     if missing.is_empty() {
@@ -115,16 +116,19 @@ impl Catalog {
         &self.settings
     }
 
-    /// Stores the full answer of `key`, fetched from `started` on: additions made by targeted
-    /// lookups since then are kept on top of it (the listing may have begun before their
-    /// series existed), older ones are superseded.
+    /// Stores the full answer of `key`, fetched from `started` on: shapes targeted lookups
+    /// found since then are kept on top of it (the listing may have begun before their series
+    /// existed), each judged by its own time; older ones are superseded by the listing.
     fn store_full(&self, key: SeriesKey, set: SeriesSet, started: std::time::Instant) {
         let mut answers = self.answers();
-        let set = match answers.added.get(&key) {
-            Some((at, added)) if *at >= started => with_shapes(&set, added).unwrap_or(set),
-            Some(_) => {
-                answers.added.remove(&key);
-                set
+        let set = match answers.added.get_mut(&key) {
+            Some(added) => {
+                added.retain(|_, at| *at >= started);
+                let merged = with_shapes(&set, added.keys()).unwrap_or(set);
+                if added.is_empty() {
+                    answers.added.remove(&key);
+                }
+                merged
             }
             None => set,
         };
@@ -135,20 +139,16 @@ impl Catalog {
     /// which the caller publishes.
     pub fn add_found(&self, key: &SeriesKey, found: &SeriesSet) -> bool {
         let mut answers = self.answers();
+        let now = std::time::Instant::now();
+        let added = answers.added.entry(key.clone()).or_default();
+        for shape in &found.series {
+            added.insert(shape.clone(), now);
+        }
         let current = answers.full.get(key).cloned().unwrap_or_default();
-        let Some(merged) = with_shapes(&current, found) else {
+        let Some(merged) = with_shapes(&current, &found.series) else {
             return false;
         };
         answers.full.insert(key.clone(), Arc::new(merged));
-        let now = std::time::Instant::now();
-        let entry = answers
-            .added
-            .entry(key.clone())
-            .or_insert_with(|| (now, SeriesSet::default()));
-        entry.0 = now;
-        if let Some(more) = with_shapes(&entry.1, found) {
-            entry.1 = more;
-        }
         true
     }
 
@@ -183,6 +183,21 @@ impl Catalog {
         let registry = Arc::new(Registry::build(&config, &mapper, &full, SystemTime::now()));
         self.registry.store(registry.clone());
         registry
+    }
+
+    /// [`Catalog::publish`] on the blocking pool: the build takes milliseconds for large
+    /// registries and waits for any other publish, neither of which belongs on a worker that
+    /// serves requests.
+    pub async fn publish_off_thread(self: &Arc<Self>) -> Arc<Registry> {
+        let catalog = self.clone();
+        match tokio::task::spawn_blocking(move || catalog.publish()).await {
+            Ok(registry) => registry,
+            // Only a panic in the build gets here; the registry in place stays.
+            Err(e) => {
+                tracing::error!(error = %e, "building the registry failed");
+                self.registry.load_full()
+            }
+        }
     }
 
     /// Distinct series shapes held.
@@ -270,8 +285,8 @@ impl Discoverer {
     }
 
     /// Rebuilds the registry from the answers at hand and publishes it.
-    fn publish(&mut self) -> Arc<Registry> {
-        self.catalog.publish()
+    async fn publish(&self) -> Arc<Registry> {
+        self.catalog.publish_off_thread().await
     }
 
     /// Lists series for every distinct `seriesQuery` once, rebuilds the registry and publishes
@@ -280,7 +295,11 @@ impl Discoverer {
         let started = std::time::Instant::now();
         let queries = self.catalog.current_queries();
         let failures = self.fetch(&queries).await;
-        let registry = self.publish();
+        // Clients of backends the config no longer names (or names with other settings) go.
+        self.catalog
+            .queries
+            .retain_backends(&self.catalog.config().backends);
+        let registry = self.publish().await;
         let report = RelistReport {
             queries: queries.len(),
             failures,
@@ -334,7 +353,7 @@ impl Discoverer {
                 }
                 backoff *= 2;
                 let failures = self.fetch(&pending).await;
-                self.publish();
+                self.publish().await;
                 pending = transient(failures);
             }
             if !woken {
@@ -437,5 +456,30 @@ mod tests {
         c.store_full(key, set(&["app_ready"]), std::time::Instant::now());
         c.publish();
         assert_eq!(served(&c), ["app_ready"]);
+    }
+
+    #[test]
+    fn each_found_shape_is_judged_by_when_it_was_found() {
+        let (c, key) = catalog();
+        c.store_full(key.clone(), set(&["app_ready"]), std::time::Instant::now());
+        // Found before the relist starts: the relist's answer is the truth about it.
+        assert!(c.add_found(&key, &set(&["app_gone"])));
+        std::thread::sleep(Duration::from_millis(5));
+        let relist_started = std::time::Instant::now();
+        // Found while the relist runs: kept, as the listing may predate it.
+        assert!(c.add_found(&key, &set(&["app_new"])));
+        c.store_full(key, set(&["app_ready"]), relist_started);
+        c.publish();
+        assert_eq!(served(&c), ["app_new", "app_ready"]);
+    }
+
+    #[test]
+    fn merging_shapes_adds_each_missing_one_once() {
+        let base = set(&["a", "b"]);
+        let extra = set(&["b", "c", "c", "d"]);
+        let merged = with_shapes(&base, extra.series.iter().chain(&extra.series)).unwrap();
+        let names: Vec<&str> = merged.series.iter().map(|s| &*s.name).collect();
+        assert_eq!(names, ["a", "b", "c", "d"]);
+        assert!(with_shapes(&merged, &extra.series).is_none());
     }
 }

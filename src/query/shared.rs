@@ -138,7 +138,10 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
                     let keep_for = self.reuse_for.max(self.stale_for);
                     let remember = !keep_for.is_zero();
                     let call = fetch();
-                    let flight = async move {
+                    // The call runs as its own task: callers cut off by `--request-timeout` or
+                    // a closed connection must not leave it half done for the next caller to
+                    // resume; it finishes (and leaves the in-flight map) whoever still waits.
+                    let task = tokio::spawn(async move {
                         let result = call.await;
                         // Remember before leaving the in-flight map, so a request arriving in
                         // between finds one or the other.
@@ -154,6 +157,13 @@ impl<V: Clone + Send + Sync + 'static> Coalescer<V> {
                             .unwrap_or_else(|p| p.into_inner())
                             .remove(&owned_key);
                         result
+                    });
+                    let flight = async move {
+                        task.await.unwrap_or_else(|e| {
+                            Err(PrometheusError::Settings(format!(
+                                "the shared backend call ended abnormally: {e}"
+                            )))
+                        })
                     }
                     .boxed()
                     .shared();
@@ -289,7 +299,9 @@ pub fn named_settings(base: &PrometheusSettings, spec: &BackendSpec) -> Promethe
 pub struct SharedQueries {
     base: PrometheusSettings,
     default: Arc<Backend>,
-    named: Mutex<HashMap<String, Arc<Backend>>>,
+    /// Per name, the clients of its specs in use: during a reload, requests on the old config
+    /// and on the new one both find theirs instead of replacing each other's client.
+    named: Mutex<HashMap<String, Vec<Arc<Backend>>>>,
     reuse_for: Duration,
     stale_for: Duration,
 }
@@ -326,9 +338,10 @@ impl SharedQueries {
             return Ok(self.default.clone());
         };
         let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = named.get(&spec.name)
-            && b.spec.as_deref() == Some(spec.as_ref())
-        {
+        if let Some(b) = named.get(&spec.name).and_then(|all| {
+            all.iter()
+                .find(|b| b.spec.as_deref() == Some(spec.as_ref()))
+        }) {
             return Ok(b.clone());
         }
         let client = PrometheusClient::new(&named_settings(&self.base, spec))
@@ -339,8 +352,36 @@ impl SharedQueries {
             self.reuse_for,
             self.stale_for,
         ));
-        named.insert(spec.name.clone(), backend.clone());
+        named
+            .entry(spec.name.clone())
+            .or_default()
+            .push(backend.clone());
         Ok(backend)
+    }
+
+    /// Drops the clients (and shared answers) of backends `config` no longer names, or names
+    /// with other settings; discovery calls it after each relist.
+    pub fn retain_backends(&self, config: &[Arc<BackendSpec>]) {
+        let mut named = self.named.lock().unwrap_or_else(|e| e.into_inner());
+        for all in named.values_mut() {
+            all.retain(|b| {
+                b.spec
+                    .as_deref()
+                    .is_some_and(|s| config.iter().any(|c| c.as_ref() == s))
+            });
+        }
+        named.retain(|_, all| !all.is_empty());
+    }
+
+    /// How many named backend clients are held.
+    #[cfg(test)]
+    fn named_clients(&self) -> usize {
+        self.named
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(Vec::len)
+            .sum()
     }
 
     /// An instant query on the default backend (resource metrics).
@@ -417,6 +458,24 @@ mod tests {
         let moved = q.backend(Some(&spec("http://thanos-2:9090"))).unwrap();
         assert!(!Arc::ptr_eq(&first, &moved));
         assert_eq!(moved.client().base_url(), "http://thanos-2:9090");
+        // While a reload is under way, requests on the old config keep the old client rather
+        // than replacing the new one back and forth.
+        let old = q.backend(Some(&spec("http://thanos:9090"))).unwrap();
+        assert!(Arc::ptr_eq(&first, &old));
+        assert!(Arc::ptr_eq(
+            &moved,
+            &q.backend(Some(&spec("http://thanos-2:9090"))).unwrap()
+        ));
+        assert_eq!(q.named_clients(), 2);
+        // After the relist, only what the config names stays.
+        q.retain_backends(&[spec("http://thanos-2:9090")]);
+        assert_eq!(q.named_clients(), 1);
+        assert!(Arc::ptr_eq(
+            &moved,
+            &q.backend(Some(&spec("http://thanos-2:9090"))).unwrap()
+        ));
+        q.retain_backends(&[]);
+        assert_eq!(q.named_clients(), 0);
         assert!(Arc::ptr_eq(&q.backend(None).unwrap(), &q.default));
         let broken = q.backend(Some(&Arc::new(BackendSpec {
             ca_file: Some("/nonexistent/ca.crt".into()),
@@ -462,6 +521,32 @@ mod tests {
         // Nothing is remembered without a window: the next call fetches again.
         c.get("q", fetch()).await.unwrap();
         assert_eq!(calls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_callers_gave_up_still_finishes_and_frees_its_key() {
+        let c: Coalescer<u32> = Coalescer::new(Duration::ZERO, Duration::ZERO, 10);
+        let slow = || async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(1)
+        };
+        // The only caller is cut off (as by `--request-timeout`) long before the call ends.
+        let cut = tokio::time::timeout(Duration::from_millis(5), c.get("q", slow)).await;
+        assert!(cut.is_err());
+        let in_flight = || c.inner.inflight.lock().unwrap().len();
+        assert_eq!(in_flight(), 1);
+        // Nobody polls it any more, yet it runs to its end and leaves the in-flight map.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while in_flight() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the abandoned call never finished"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        // The next caller fetches anew rather than resuming a half-done call.
+        let answer = c.get("q", || async { Ok(2) }).await.unwrap();
+        assert_eq!(answer, (2, Freshness::Fetched));
     }
 
     #[tokio::test]

@@ -43,16 +43,19 @@ pub struct Window {
 }
 
 impl Window {
-    /// Whether the window is active at `now`: its most recent `start` (at or before `now`) is
-    /// later than its most recent `end`. A start and an end in the same minute close it.
+    /// Whether the window is active at `now`: the first `end` at or after its most recent
+    /// `start` (at or before `now`) is still ahead. A start and an end in the same minute close
+    /// it. The end is searched forward from the start, never backward from `now`, because a
+    /// backward search in local time finds the earlier copy of a repeated autumn hour and would
+    /// reopen a window that already closed.
     pub fn is_active(&self, now: &DateTime<Tz>) -> Result<bool, CronError> {
         let last_start = match self.start.find_previous_occurrence(now, true) {
             Ok(t) => t,
             Err(CronError::TimeSearchLimitExceeded) => return Ok(false),
             Err(e) => return Err(e),
         };
-        match self.end.find_previous_occurrence(now, true) {
-            Ok(last_end) => Ok(last_start > last_end),
+        match self.end.find_next_occurrence(&last_start, true) {
+            Ok(next_end) => Ok(next_end > *now),
             Err(CronError::TimeSearchLimitExceeded) => Ok(true),
             Err(e) => Err(e),
         }
@@ -442,6 +445,32 @@ mod tests {
         assert_eq!(s.state_at(utc(2027, 11, 7, 14, 0)).unwrap().value, 2);
         assert_eq!(s.state_at(utc(2027, 11, 7, 21, 59)).unwrap().value, 2);
         assert_eq!(s.state_at(utc(2027, 11, 7, 22, 0)).unwrap().value, 0);
+    }
+
+    #[test]
+    fn a_window_that_closed_in_the_repeated_autumn_hour_stays_closed() {
+        // New York, 2027-11-07: 01:00-02:00 local happens twice (EDT, then EST). The window
+        // opens at midnight (04:00 UTC) and closes at the first 01:30 (05:30 UTC); it must not
+        // reopen when the clock runs through 01:00-01:30 again (06:00-06:30 UTC).
+        let s = one(r#"
+- name: night-batch
+  timezone: America/New_York
+  windows:
+  - {start: "0 0 * * *", end: "30 1 * * *", replicas: 4}
+"#);
+        assert_eq!(s.state_at(utc(2027, 11, 7, 4, 30)).unwrap().value, 4);
+        assert_eq!(s.state_at(utc(2027, 11, 7, 5, 29)).unwrap().value, 4);
+        for minute in [31, 59] {
+            assert_eq!(s.state_at(utc(2027, 11, 7, 5, minute)).unwrap().value, 0);
+        }
+        for minute in [0, 15, 29, 30, 45] {
+            assert_eq!(
+                s.state_at(utc(2027, 11, 7, 6, minute)).unwrap().value,
+                0,
+                "06:{minute:02} UTC is in the repeated hour, after the window closed"
+            );
+        }
+        assert_eq!(s.state_at(utc(2027, 11, 8, 5, 0)).unwrap().value, 4);
     }
 
     const OVERLAPPING: &str = r#"

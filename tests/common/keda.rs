@@ -28,6 +28,8 @@ pub struct KedaState {
     pub values: BTreeMap<(String, String, String), String>,
     /// Path and query of every metric request, with the `Authorization` header.
     pub seen: Vec<(String, String)>,
+    /// Metric names answered with a body of this many bytes of padding (a misbehaving server).
+    pub oversized: BTreeMap<String, usize>,
 }
 
 /// A running fake.
@@ -97,6 +99,10 @@ async fn metric(
     ));
     if !authorized(&state, &headers) {
         return status(StatusCode::UNAUTHORIZED, "Unauthorized", "Unauthorized");
+    }
+    if let Some(size) = state.oversized.get(&name) {
+        return Json(json!({"kind": "ExternalMetricValueList", "padding": "x".repeat(*size)}))
+            .into_response();
     }
     let selector = url::form_urlencoded::parse(query.as_bytes())
         .find(|(k, _)| k == "labelSelector")
