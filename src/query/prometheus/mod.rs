@@ -97,6 +97,17 @@ impl Default for PrometheusSettings {
     }
 }
 
+/// Whether a request's connection goes back to the pool afterwards.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Pooled {
+    /// Queries: small answers, often; the connection is kept for the next one.
+    Yes,
+    /// Series listings: large answers, rarely. The connection's read buffer grows to the
+    /// answer's size and would stay that large while it idles in the pool, so it is closed
+    /// (`Connection: close`) instead; a handshake per relist costs nothing next to the listing.
+    No,
+}
+
 /// Why a Prometheus call failed.
 #[derive(Clone, Debug, thiserror::Error)]
 pub enum PrometheusError {
@@ -413,8 +424,11 @@ impl PrometheusClient {
         endpoint: &str,
         params: &[(&str, &str)],
         timeout: Duration,
+        pooled: Pooled,
     ) -> Result<(String, reqwest::Response), PrometheusError> {
-        let (url, resp) = self.send_as(self.verb, endpoint, params, timeout).await?;
+        let (url, resp) = self
+            .send_as(self.verb, endpoint, params, timeout, pooled)
+            .await?;
         if self.verb == Verb::Get && resp.status() == reqwest::StatusCode::URI_TOO_LONG {
             // A query over thousands of objects outgrows what a proxy in front of Prometheus
             // takes in a URL: the same request once more as a form POST, which every
@@ -424,7 +438,9 @@ impl PrometheusClient {
             if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
                 tracing::warn!(%url, "the backend refused a GET as too long (414); sending such requests as POST (consider --prometheus-verb=POST)");
             }
-            return self.send_as(Verb::Post, endpoint, params, timeout).await;
+            return self
+                .send_as(Verb::Post, endpoint, params, timeout, pooled)
+                .await;
         }
         Ok((url, resp))
     }
@@ -435,6 +451,7 @@ impl PrometheusClient {
         endpoint: &str,
         params: &[(&str, &str)],
         timeout: Duration,
+        pooled: Pooled,
     ) -> Result<(String, reqwest::Response), PrometheusError> {
         // The endpoint goes after the base path (Thanos and Mimir prefixes); a query string on
         // the base URL is kept and the request's parameters are added to it.
@@ -447,6 +464,9 @@ impl PrometheusClient {
             Verb::Post => self.http.post(target).form(params),
         };
         let mut req = req.timeout(timeout);
+        if pooled == Pooled::No {
+            req = req.header(reqwest::header::CONNECTION, "close");
+        }
         if let Some(token) = &self.token {
             req = req.bearer_auth(token.token()?);
         }
@@ -524,6 +544,7 @@ impl PrometheusClient {
                 "/api/v1/query",
                 &[("query", query), ("time", &time), ("timeout", &timeout)],
                 self.query_timeout,
+                Pooled::Yes,
             )
             .await?;
         let status = resp.status();
@@ -572,6 +593,8 @@ impl PrometheusClient {
                     ("timeout", &timeout),
                 ],
                 self.query_timeout,
+                // A simulation's answers are large and rare, as listings are.
+                Pooled::No,
             )
             .await?;
         let status = resp.status();
@@ -610,6 +633,7 @@ impl PrometheusClient {
                 "/api/v1/series",
                 &[("match[]", selector), ("start", &start), ("end", &end)],
                 self.series_timeout,
+                Pooled::No,
             )
             .await?;
         let status = resp.status();
@@ -694,7 +718,7 @@ impl PrometheusClient {
         params: &[(&str, &str)],
         timeout: Duration,
     ) -> Result<T, PrometheusError> {
-        let (url, resp) = self.send(endpoint, params, timeout).await?;
+        let (url, resp) = self.send(endpoint, params, timeout, Pooled::Yes).await?;
         let status = resp.status().as_u16();
         let body = self.read_body(&url, resp, timeout).await?;
         if !(200..300).contains(&status) {
@@ -729,6 +753,29 @@ mod tests {
     }
 
     /// Answers one HTTP request with a vector and returns the request head it received.
+    #[tokio::test]
+    async fn a_series_listing_does_not_keep_its_connection_and_a_query_does() {
+        let body = r#"{"status":"success","data":[]}"#;
+        let (addr, head) = raw_server(format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        ))
+        .await;
+        client_of(&addr, 1 << 20, 1 << 20)
+            .series("up", 0.0, 1.0)
+            .await
+            .unwrap();
+        let head = head.await.unwrap().to_ascii_lowercase();
+        assert!(head.contains("connection: close"), "{head}");
+        let (addr, head) = one_shot_server().await;
+        client_of(&addr, 1 << 20, 1 << 20)
+            .query("up", 1.0)
+            .await
+            .unwrap();
+        let head = head.await.unwrap().to_ascii_lowercase();
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+
     async fn one_shot_server() -> (String, tokio::task::JoinHandle<String>) {
         let body = r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
         raw_server(format!(
