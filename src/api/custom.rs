@@ -146,9 +146,10 @@ async fn answer(
     let mut registry = app.registry.load_full();
     if registry.custom(&key).is_none()
         && let Some(lookups) = &app.lookups
-        && lookups.custom(&key, path.namespace.as_deref()).await
-            == crate::discovery::lookup::Outcome::Found
     {
+        lookups.custom(&key, path.namespace.as_deref()).await;
+        // Whatever this request's lookup said: a lookup that another request finished in the
+        // meantime may have published it.
         registry = app.registry.load_full();
     }
     let metric: CustomMetric = registry

@@ -52,9 +52,9 @@ pub async fn get_external_metric(
         let mut looked = Outcome::NotFound;
         if !theirs && let Some(lookups) = &app.lookups {
             looked = lookups.external(&metric, &namespace).await;
-            if looked == Outcome::Found {
-                registry = app.registry.load_full();
-            }
+            // Whatever this request's lookup said: one another request finished in the
+            // meantime may have published it.
+            registry = app.registry.load_full();
         }
         if registry.external(&metric).is_none()
             && let Some(fallback) = &app.fallback

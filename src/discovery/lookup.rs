@@ -19,7 +19,7 @@ use promql_parser::parser::Expr;
 
 use super::{Catalog, CustomMetricKey, SeriesKey};
 use crate::query::prometheus::SeriesSet;
-use crate::query::shared::Coalescer;
+use crate::query::shared::{Coalescer, Freshness};
 use crate::rules::quote::go_quote;
 use crate::rules::{CompiledRule, RuleKind};
 
@@ -69,17 +69,22 @@ pub enum Outcome {
     Failed(String),
 }
 
+/// A listing and when it was sent (what it found existed then).
+type Listing = (Instant, Arc<SeriesSet>);
+
 /// Looks for metrics the registry does not know.
 pub struct Lookups {
     catalog: Arc<Catalog>,
-    /// When each miss was last looked for (the per-name bound).
+    /// When each miss last had a conclusive lookup (the per-name bound). Lookups that failed,
+    /// or that only saw a reused listing, are not remembered: the next request looks again.
     recent: Mutex<HashMap<String, Instant>>,
     /// Concurrent requests for the same miss share its lookup and its outcome.
     misses: Coalescer<Outcome>,
-    /// Identical listings in flight at once are sent once.
-    listings: Coalescer<Arc<SeriesSet>>,
-    /// When each listing that could not be restricted to a namespace was last sent.
-    unrestricted: Mutex<HashMap<String, Instant>>,
+    /// Listings narrowed to a namespace: identical ones in flight at once are sent once.
+    narrowed: Coalescer<Listing>,
+    /// Listings no namespace narrows cost as much as a relist of their rule: one answer is
+    /// reused by every lookup for [`UNRESTRICTED_EVERY`] (or the relist interval, if shorter).
+    whole: Coalescer<Listing>,
     limiter: DefaultDirectRateLimiter,
 }
 
@@ -88,12 +93,13 @@ impl Lookups {
     pub fn new(catalog: Arc<Catalog>) -> Lookups {
         let per_second = NonZeroU32::new(LOOKUPS_PER_SECOND).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(LOOKUPS_PER_SECOND * 2).unwrap_or(NonZeroU32::MIN);
+        let reuse_whole = UNRESTRICTED_EVERY.min(catalog.settings().relist_interval);
         Lookups {
             catalog,
             recent: Mutex::new(HashMap::new()),
             misses: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
-            listings: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
-            unrestricted: Mutex::new(HashMap::new()),
+            narrowed: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
+            whole: Coalescer::new(reuse_whole, Duration::ZERO, 1_000),
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
         }
     }
@@ -166,43 +172,70 @@ impl Lookups {
         }
     }
 
-    /// Whether `miss` may be looked for now; records it when so.
-    fn admit(&self, miss: &str) -> bool {
+    /// Whether `miss` had a conclusive lookup within the relist interval.
+    fn looked_recently(&self, miss: &str) -> bool {
         let every = self.catalog.settings().relist_interval;
-        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if recent
-            .get(miss)
-            .is_some_and(|at| now.duration_since(*at) < every)
-        {
-            return false;
-        }
-        if recent.len() >= MAX_REMEMBERED {
-            recent.retain(|_, at| now.duration_since(*at) < every);
-            if recent.len() >= MAX_REMEMBERED {
-                return false;
-            }
-        }
-        if self.limiter.check().is_err() {
-            return false;
-        }
-        recent.insert(miss.to_string(), now);
-        true
+        let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        recent.get(miss).is_some_and(|at| at.elapsed() < every)
     }
 
-    /// Whether the listing `flight`, which no namespace narrows, may be sent now; records it
-    /// when so. Such a listing costs as much as a relist of its rule, so it is sent at most once
-    /// per [`UNRESTRICTED_EVERY`] (or relist interval, when shorter) whatever the names asked.
-    fn admit_unrestricted(&self, flight: &str) -> bool {
-        let every = UNRESTRICTED_EVERY.min(self.catalog.settings().relist_interval);
-        let mut sent = self.unrestricted.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        sent.retain(|_, at| now.duration_since(*at) < every);
-        if sent.contains_key(flight) {
-            return false;
+    /// Remembers a conclusive lookup of `miss`; past [`MAX_REMEMBERED`] (after forgetting
+    /// expired ones) it is not remembered and the rate bound alone limits its lookups.
+    fn remember(&self, miss: &str) {
+        let every = self.catalog.settings().relist_interval;
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() >= MAX_REMEMBERED {
+            recent.retain(|_, at| at.elapsed() < every);
+            if recent.len() >= MAX_REMEMBERED {
+                return;
+            }
         }
-        sent.insert(flight.to_string(), now);
-        true
+        recent.insert(miss.to_string(), Instant::now());
+    }
+
+    /// One rule's listing for a lookup within `namespace`, and whether it was a reused answer.
+    async fn listing(
+        &self,
+        rule: &CompiledRule,
+        namespace: Option<&str>,
+    ) -> Result<(Listing, bool), String> {
+        let narrowed = match (namespace, rule.namespace_label.as_deref()) {
+            (Some(ns), Some(label))
+                if rule.kind == RuleKind::Custom || rule.resources.namespaced() =>
+            {
+                restrict(&rule.series_query, label, ns)
+            }
+            _ => None,
+        };
+        let (selector, flights) = match narrowed {
+            Some(selector) => (selector, &self.narrowed),
+            None => (rule.series_query.clone(), &self.whole),
+        };
+        let backend = self
+            .catalog
+            .queries()
+            .backend(rule.backend.as_ref())
+            .map_err(|e| e.to_string())?;
+        let client = backend.client().clone();
+        let lookback = self.catalog.settings().max_age;
+        let flight = format!("{}\u{0}{selector}", rule.backend_name());
+        let owned = selector.clone();
+        let answer = flights
+            .get(&flight, move || async move {
+                let sent = Instant::now();
+                let end = crate::api::unix_now();
+                let start = end - lookback.as_secs_f64();
+                let set = client.series(&owned, start, end).await?;
+                Ok((sent, Arc::new(set)))
+            })
+            .await;
+        match answer {
+            Ok((listing, freshness)) => Ok((listing, freshness == Freshness::Reused)),
+            Err(e) => {
+                tracing::warn!(rule = %rule.label(), series_query = %selector, error = %e, "targeted lookup failed");
+                Err(e.to_string())
+            }
+        }
     }
 
     async fn look(
@@ -215,75 +248,44 @@ impl Lookups {
             let m = crate::telemetry::metrics();
             crate::telemetry::Metrics::outcome(&m.targeted_lookups, result);
         };
-        if !self.admit(miss) {
+        if self.looked_recently(miss) {
             count("skipped");
             return Outcome::NotFound;
         }
-        let lookback = self.catalog.settings().max_age;
-        let lookups = rules.iter().map(|rule| async move {
-            let restricted = match (namespace, rule.namespace_label.as_deref()) {
-                (Some(ns), Some(label))
-                    if rule.kind == RuleKind::Custom || rule.resources.namespaced() =>
-                {
-                    restrict(&rule.series_query, label, ns)
-                }
-                _ => None,
-            };
-            let selector = restricted.clone().unwrap_or_else(|| rule.series_query.clone());
-            let flight = format!("{}\u{0}{selector}", rule.backend_name());
-            if restricted.is_none() && !self.admit_unrestricted(&flight) {
-                tracing::debug!(rule = %rule.label(), "targeted lookup skipped: its listing cannot be narrowed to a namespace and was sent recently");
-                return Ok(None);
-            }
-            let backend = self
-                .catalog
-                .queries()
-                .backend(rule.backend.as_ref())
-                .map_err(|e| e.to_string())?;
-            let client = backend.client().clone();
-            let owned = selector.clone();
-            let answer = self
-                .listings
-                .get(&flight, move || async move {
-                    let end = crate::api::unix_now();
-                    let start = end - lookback.as_secs_f64();
-                    client.series(&owned, start, end).await.map(Arc::new)
-                })
-                .await;
+        if self.limiter.check().is_err() {
+            count("skipped");
+            return Outcome::Failed(format!(
+                "more than {LOOKUPS_PER_SECOND} lookups a second for metrics not listed yet; try again"
+            ));
+        }
+        let answers = join_all(rules.iter().map(|rule| self.listing(rule, namespace))).await;
+        let (mut changed, mut reused, mut failure) = (false, false, None);
+        for (rule, answer) in rules.iter().zip(answers) {
             match answer {
-                Ok((set, _)) => Ok(Some((SeriesKey::of(rule), set))),
-                Err(e) => {
-                    tracing::warn!(rule = %rule.label(), series_query = %selector, error = %e, "targeted lookup failed");
-                    Err(e.to_string())
+                Ok(((sent, set), was_reused)) => {
+                    reused |= was_reused;
+                    changed |= self.catalog.add_found(&SeriesKey::of(rule), &set, sent);
                 }
-            }
-        });
-        let mut changed = false;
-        let mut failure = None;
-        for answer in join_all(lookups).await {
-            match answer {
-                Ok(Some((key, set))) => changed |= self.catalog.add_found(&key, &set),
-                Ok(None) => {}
                 Err(e) => failure = failure.or(Some(e)),
             }
         }
         if changed {
             self.catalog.publish_off_thread().await;
         }
-        tracing::debug!(miss = %miss.replace('\u{0}', " "), changed, failed = failure.is_some(), "targeted lookup");
+        if failure.is_none() && !reused {
+            self.remember(miss);
+        }
+        tracing::debug!(miss = %miss.replace('\u{0}', " "), changed, reused, failed = failure.is_some(), "targeted lookup");
+        count(match (changed, &failure) {
+            (true, _) => "found",
+            (false, Some(_)) => "failed",
+            (false, None) => "not_found",
+        });
         match (changed, failure) {
-            (true, _) => {
-                count("found");
-                Outcome::Found
-            }
-            (false, Some(e)) => {
-                count("failed");
-                Outcome::Failed(e)
-            }
-            (false, None) => {
-                count("not_found");
-                Outcome::NotFound
-            }
+            // A rule that failed may be the one that serves the name: not known to be absent.
+            (_, Some(e)) => Outcome::Failed(e),
+            (true, None) => Outcome::Found,
+            (false, None) => Outcome::NotFound,
         }
     }
 }

@@ -124,7 +124,10 @@ impl Catalog {
         let set = match answers.added.get_mut(&key) {
             Some(added) => {
                 added.retain(|_, at| *at >= started);
-                let merged = with_shapes(&set, added.keys()).unwrap_or(set);
+                // In a fixed order: which shape backs a name must not vary between runs.
+                let mut kept: Vec<&SeriesInfo> = added.keys().collect();
+                kept.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.labels.cmp(&b.labels)));
+                let merged = with_shapes(&set, kept).unwrap_or(set);
                 if added.is_empty() {
                     answers.added.remove(&key);
                 }
@@ -135,14 +138,14 @@ impl Catalog {
         answers.full.insert(key, Arc::new(set));
     }
 
-    /// Adds the shapes a targeted lookup found to `key`'s answer; true when any was new, after
-    /// which the caller publishes.
-    pub fn add_found(&self, key: &SeriesKey, found: &SeriesSet) -> bool {
+    /// Adds the shapes a targeted lookup found, in a listing sent at `sent`, to `key`'s answer;
+    /// true when any was new, after which the caller publishes.
+    pub fn add_found(&self, key: &SeriesKey, found: &SeriesSet, sent: std::time::Instant) -> bool {
         let mut answers = self.answers();
-        let now = std::time::Instant::now();
         let added = answers.added.entry(key.clone()).or_default();
         for shape in &found.series {
-            added.insert(shape.clone(), now);
+            let at = added.entry(shape.clone()).or_insert(sent);
+            *at = (*at).max(sent);
         }
         let current = answers.full.get(key).cloned().unwrap_or_default();
         let Some(merged) = with_shapes(&current, &found.series) else {
@@ -436,9 +439,9 @@ mod tests {
 
         // A relist starts, a lookup finds a new series, then the relist's older answer lands.
         let relist_started = std::time::Instant::now();
-        assert!(c.add_found(&key, &set(&["app_inflight"])));
+        assert!(c.add_found(&key, &set(&["app_inflight"]), std::time::Instant::now()));
         assert!(
-            !c.add_found(&key, &set(&["app_inflight"])),
+            !c.add_found(&key, &set(&["app_inflight"]), std::time::Instant::now()),
             "nothing new the second time"
         );
         c.publish();
@@ -463,11 +466,11 @@ mod tests {
         let (c, key) = catalog();
         c.store_full(key.clone(), set(&["app_ready"]), std::time::Instant::now());
         // Found before the relist starts: the relist's answer is the truth about it.
-        assert!(c.add_found(&key, &set(&["app_gone"])));
+        assert!(c.add_found(&key, &set(&["app_gone"]), std::time::Instant::now()));
         std::thread::sleep(Duration::from_millis(5));
         let relist_started = std::time::Instant::now();
         // Found while the relist runs: kept, as the listing may predate it.
-        assert!(c.add_found(&key, &set(&["app_new"])));
+        assert!(c.add_found(&key, &set(&["app_new"]), std::time::Instant::now()));
         c.store_full(key, set(&["app_ready"]), relist_started);
         c.publish();
         assert_eq!(served(&c), ["app_new", "app_ready"]);

@@ -292,9 +292,10 @@ pub fn named_settings(base: &PrometheusSettings, spec: &BackendSpec) -> Promethe
 
 /// Every backend, behind coalescers: what request handlers and discovery query through.
 ///
-/// Named backends are built on first use from the rule's [`BackendSpec`] and kept by name; a
-/// reload that changes a backend's settings replaces its client (and drops its shared answers),
-/// one that does not keeps them.
+/// Named backends are built on first use from the rule's [`BackendSpec`] and kept by name and
+/// settings; a reload that changes a backend's settings gets a new client (with no shared
+/// answers) beside the old one, which requests still on the old config keep using until
+/// discovery prunes it after the next relist. A reload that changes nothing keeps them.
 #[derive(Debug)]
 pub struct SharedQueries {
     base: PrometheusSettings,

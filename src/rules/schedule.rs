@@ -47,7 +47,9 @@ impl Window {
     /// `start` (at or before `now`) is still ahead. A start and an end in the same minute close
     /// it. The end is searched forward from the start, never backward from `now`, because a
     /// backward search in local time finds the earlier copy of a repeated autumn hour and would
-    /// reopen a window that already closed.
+    /// reopen a window that already closed. In that repeated hour cron times happen once, in
+    /// its first pass (croner's rule for both `start` and `end`), so a window's state there is
+    /// the one it had when the first pass ended.
     pub fn is_active(&self, now: &DateTime<Tz>) -> Result<bool, CronError> {
         let last_start = match self.start.find_previous_occurrence(now, true) {
             Ok(t) => t,
@@ -471,6 +473,35 @@ mod tests {
             );
         }
         assert_eq!(s.state_at(utc(2027, 11, 8, 5, 0)).unwrap().value, 4);
+    }
+
+    #[test]
+    fn cron_times_in_the_repeated_autumn_hour_happen_once_in_its_first_pass() {
+        // New York, 2027-11-07: local 01:00-02:00 runs twice (05:00-06:00 UTC, then
+        // 06:00-07:00 UTC). Starts and ends of the repeated hour happen in the first pass only,
+        // so the second pass keeps the state the first left: closed since 01:45.
+        let s = one(r#"
+- name: half-hourly
+  timezone: America/New_York
+  windows:
+  - {start: "0,30 * * * *", end: "15,45 * * * *", replicas: 2}
+"#);
+        for (h, m, want) in [
+            (5, 5, 2),  // first 01:05
+            (5, 20, 0), // first 01:20
+            (5, 35, 2), // first 01:35
+            (5, 50, 0),
+            (6, 5, 0), // second 01:05: no start again
+            (6, 35, 0),
+            (7, 5, 2), // 02:05 EST
+            (7, 20, 0),
+        ] {
+            assert_eq!(
+                s.state_at(utc(2027, 11, 7, h, m)).unwrap().value,
+                want,
+                "at {h:02}:{m:02} UTC"
+            );
+        }
     }
 
     const OVERLAPPING: &str = r#"
