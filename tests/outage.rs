@@ -123,7 +123,7 @@ async fn prometheus_down_is_a_clear_500_and_service_resumes_when_it_returns() {
 }
 
 #[tokio::test]
-async fn discovery_against_a_dead_prometheus_serves_nothing_but_stays_up() {
+async fn discovery_against_a_dead_prometheus_serves_nothing_says_why_and_stays_up() {
     // Nothing listens on this port: bind, read the port, and close.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -143,6 +143,19 @@ async fn discovery_against_a_dead_prometheus_serves_nothing_but_stays_up() {
     assert_eq!(code, 200);
     let (code, body) = a
         .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/pods/*/flask_http_request_per_second")
+        .await;
+    // Not a guessed "not found": the rule that serves the name was never listed.
+    assert_eq!(code, 503, "{body}");
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.contains("flask_http_request_per_second")
+            && message.contains("has not been listed yet")
+            && message.contains(&port.to_string()),
+        "{message}"
+    );
+    // A resource no rule maps is still simply not found.
+    let (code, body) = a
+        .get("/apis/custom.metrics.k8s.io/v1beta1/namespaces/default/widgets/*/flask_http_request_per_second")
         .await;
     assert_eq!(code, 404, "{body}");
 }

@@ -15,7 +15,8 @@ use super::request::{
 use super::types::{
     List, ListMeta, MetricIdentifier, MetricValueV1Beta1, MetricValueV1Beta2, ObjectReference,
 };
-use super::{AppState, format_timestamp, unix_now};
+use super::{AppState, format_timestamp, not_listed_yet, unix_now};
+use crate::discovery::lookup::Outcome;
 use crate::discovery::{CustomMetric, CustomMetricKey, Registry};
 use crate::query::QueryResult;
 use crate::query::objects::{ListRequest, answers_in_one_call};
@@ -147,10 +148,15 @@ async fn answer(
     if registry.custom(&key).is_none()
         && let Some(lookups) = &app.lookups
     {
-        lookups.custom(&key, path.namespace.as_deref()).await;
+        let looked = lookups.custom(&key, path.namespace.as_deref()).await;
         // Whatever this request's lookup said: a lookup that another request finished in the
         // meantime may have published it.
         registry = app.registry.load_full();
+        if registry.custom(&key).is_none()
+            && let Outcome::Failed(error) = looked
+        {
+            return Err(not_listed_yet(&path.metric, &error));
+        }
     }
     let metric: CustomMetric = registry
         .custom(&key)

@@ -56,21 +56,18 @@ pub async fn get_external_metric(
             // meantime may have published it.
             registry = app.registry.load_full();
         }
-        if registry.external(&metric).is_none()
-            && let Some(fallback) = &app.fallback
-        {
+        if registry.external(&metric).is_none() {
             if let Outcome::Failed(error) = looked {
-                // A rule of ours could produce the name but its backend could not be asked
-                // (at start with Prometheus down, say): forwarding would hand one of our own
-                // metrics to the other server's "not found".
-                return Err(ApiError::Unavailable(format!(
-                    "unable to tell whether the external metric {metric} is served here or by the fallback at {}: looking for it failed: {error}",
-                    fallback.url()
-                )));
+                // A rule of ours that could produce the name has never been listed and its
+                // backend does not answer (at start-up with Prometheus down, say): forwarding
+                // would hand one of our own metrics to the other server's "not found".
+                return Err(super::not_listed_yet(&metric, &error));
             }
-            // Nothing of ours serves the name: the other server's answer, as it gives it.
-            let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-            return fallback.forward(path).await;
+            if let Some(fallback) = &app.fallback {
+                // Nothing of ours serves the name: the other server's answer, as it gives it.
+                let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+                return fallback.forward(path).await;
+            }
         }
     }
     let entry = registry.external(&metric).cloned().ok_or_else(|| {

@@ -78,6 +78,14 @@ pub async fn query_for_rule(
     Ok(answer)
 }
 
+/// The 503 for a metric name a rule of ours could produce while that rule has never been
+/// listed and its backend does not answer: not "not found", which would be a guess.
+pub fn not_listed_yet(metric: &str, error: &str) -> ApiError {
+    ApiError::Unavailable(format!(
+        "unable to tell whether the metric {metric} exists: a rule that could serve it has not been listed yet, and looking for it failed: {error}"
+    ))
+}
+
 /// Current time as Unix seconds.
 pub fn unix_now() -> f64 {
     std::time::SystemTime::now()

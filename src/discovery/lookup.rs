@@ -3,10 +3,12 @@
 //! fresh HPA reporting "no metrics returned".
 //!
 //! Only the rules whose `as` can produce the name are asked, each restricted to the request's
-//! namespace; what they find joins the registry at once. Concurrent misses share one lookup per
-//! (rule, namespace); a name is looked for at most once per `--metrics-relist-interval` (a miss
-//! that found nothing answers 404 without a lookup until then), and all lookups together are
-//! bounded per second, so a stream of requests for made-up names costs little.
+//! namespace; what they find joins the registry at once. Concurrent requests for the same name
+//! share one lookup, and identical listings in flight are sent once. A name whose lookup was
+//! conclusive (every listing sent after the request came, none failed) is not looked for again
+//! within `--metrics-relist-interval`; listings no namespace narrows are reused for a minute;
+//! and all lookups together are bounded per second, so a stream of requests for made-up names
+//! costs little.
 
 use std::collections::HashMap;
 use std::num::NonZeroU32;
@@ -17,14 +19,13 @@ use futures_util::future::join_all;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use promql_parser::parser::Expr;
 
-use super::{Catalog, CustomMetricKey, SeriesKey};
-use crate::query::prometheus::SeriesSet;
-use crate::query::shared::{Coalescer, Freshness};
+use super::{Catalog, CustomMetricKey, Registry, SeriesKey};
+use crate::query::shared::Coalescer;
 use crate::rules::quote::go_quote;
 use crate::rules::{CompiledRule, RuleKind};
 
 /// Names remembered for the per-name bound; beyond it (after forgetting expired ones) new
-/// names are not looked for until room frees up.
+/// names are not remembered, and only the per-second bound limits their lookups.
 const MAX_REMEMBERED: usize = 10_000;
 
 /// Lookups started per second, whatever the names (burst of twice that).
@@ -60,32 +61,43 @@ pub fn restrict(query: &str, label: &str, value: &str) -> Option<String> {
 /// What a targeted lookup concluded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
-    /// The metric joined the registry.
+    /// The metric is in the registry now.
     Found,
-    /// No rule that could produce the name has it, or it was looked for recently.
+    /// Not found: no rule that could produce the name has it (as far as its listing, fresh or
+    /// recent, shows), or it was looked for recently.
     NotFound,
-    /// Some rule that could produce the name could not be asked; whether it is ours is not
-    /// known.
+    /// Not looked for: the per-second bound was reached. Nothing is known either way.
+    Throttled,
+    /// A rule that could produce the name has never been listed, and listing it now failed:
+    /// whether the name is ours is not known until its backend answers.
     Failed(String),
 }
 
-/// A listing and when it was sent (what it found existed then).
-type Listing = (Instant, Arc<SeriesSet>);
+/// When a listing was sent (what it found existed then).
+type Sent = Instant;
 
 /// Looks for metrics the registry does not know.
 pub struct Lookups {
     catalog: Arc<Catalog>,
-    /// When each miss last had a conclusive lookup (the per-name bound). Lookups that failed,
-    /// or that only saw a reused listing, are not remembered: the next request looks again.
+    /// Until when each miss is answered without a lookup.
     recent: Mutex<HashMap<String, Instant>>,
     /// Concurrent requests for the same miss share its lookup and its outcome.
     misses: Coalescer<Outcome>,
     /// Listings narrowed to a namespace: identical ones in flight at once are sent once.
-    narrowed: Coalescer<Listing>,
-    /// Listings no namespace narrows cost as much as a relist of their rule: one answer is
-    /// reused by every lookup for [`UNRESTRICTED_EVERY`] (or the relist interval, if shorter).
-    whole: Coalescer<Listing>,
+    narrowed: Coalescer<Sent>,
+    /// Listings no namespace narrows cost as much as a relist of their rule: one is reused by
+    /// every lookup for [`UNRESTRICTED_EVERY`] (or the relist interval, if shorter).
+    whole: Coalescer<Sent>,
+    reuse_whole: Duration,
     limiter: DefaultDirectRateLimiter,
+}
+
+/// What one rule's listing told a lookup.
+enum Listed {
+    /// Sent at this time; its shapes are in the catalog.
+    At(Sent),
+    /// It failed, but the rule has a listing from before: what that shows stands.
+    FailedAfterListing,
 }
 
 impl Lookups {
@@ -100,6 +112,7 @@ impl Lookups {
             misses: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
             narrowed: Coalescer::new(Duration::ZERO, Duration::ZERO, 1_000),
             whole: Coalescer::new(reuse_whole, Duration::ZERO, 1_000),
+            reuse_whole,
             limiter: RateLimiter::direct(Quota::per_second(per_second).allow_burst(burst)),
         }
     }
@@ -115,7 +128,7 @@ impl Lookups {
             .config()
             .rules
             .iter()
-            .filter(|r| r.namer.could_produce(&key.metric))
+            .filter(|r| r.could_produce(&key.metric))
             .cloned()
             .collect();
         let miss = format!(
@@ -124,12 +137,9 @@ impl Lookups {
             key.metric,
             namespace.unwrap_or_default()
         );
-        match self.shared(miss, rules, namespace).await {
-            Outcome::Found if self.catalog.registry.load().custom(key).is_none() => {
-                Outcome::NotFound
-            }
-            other => other,
-        }
+        let owned = key.clone();
+        let known = move |r: &Registry| r.custom(&owned).is_some();
+        self.shared(miss, rules, namespace, known).await
     }
 
     /// Looks for the external metric `metric` within `namespace`.
@@ -139,16 +149,13 @@ impl Lookups {
             .config()
             .external_rules
             .iter()
-            .filter(|r| r.namer.could_produce(metric))
+            .filter(|r| r.could_produce(metric))
             .cloned()
             .collect();
         let miss = format!("external\u{0}{metric}\u{0}{namespace}");
-        match self.shared(miss, rules, Some(namespace)).await {
-            Outcome::Found if self.catalog.registry.load().external(metric).is_none() => {
-                Outcome::NotFound
-            }
-            other => other,
-        }
+        let owned = metric.to_string();
+        let known = move |r: &Registry| r.external(&owned).is_some();
+        self.shared(miss, rules, Some(namespace), known).await
     }
 
     /// The lookup of `miss`, shared with concurrent requests for the same miss. It runs as its
@@ -158,6 +165,7 @@ impl Lookups {
         miss: String,
         rules: Vec<Arc<CompiledRule>>,
         namespace: Option<&str>,
+        known: impl Fn(&Registry) -> bool + Send + 'static,
     ) -> Outcome {
         if rules.is_empty() {
             return Outcome::NotFound;
@@ -165,40 +173,46 @@ impl Lookups {
         let this = self.clone();
         let namespace = namespace.map(str::to_string);
         let key = miss.clone();
-        let look = move || async move { Ok(this.look(&miss, rules, namespace.as_deref()).await) };
+        let look =
+            move || async move { Ok(this.look(&miss, rules, namespace.as_deref(), known).await) };
         match self.misses.get(&key, look).await {
             Ok((outcome, _)) => outcome,
             Err(e) => Outcome::Failed(e.to_string()),
         }
     }
 
-    /// Whether `miss` had a conclusive lookup within the relist interval.
-    fn looked_recently(&self, miss: &str) -> bool {
-        let every = self.catalog.settings().relist_interval;
+    /// Whether `miss` is to be answered without a lookup now.
+    fn remembered(&self, miss: &str) -> bool {
         let recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        recent.get(miss).is_some_and(|at| at.elapsed() < every)
+        recent
+            .get(miss)
+            .is_some_and(|until| Instant::now() < *until)
     }
 
-    /// Remembers a conclusive lookup of `miss`; past [`MAX_REMEMBERED`] (after forgetting
-    /// expired ones) it is not remembered and the rate bound alone limits its lookups.
-    fn remember(&self, miss: &str) {
-        let every = self.catalog.settings().relist_interval;
+    /// Answers `miss` without a lookup until `until`; past [`MAX_REMEMBERED`] (after forgetting
+    /// expired ones) it is not remembered.
+    fn remember(&self, miss: &str, until: Instant) {
         let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        if recent.len() >= MAX_REMEMBERED {
-            recent.retain(|_, at| at.elapsed() < every);
+        let now = Instant::now();
+        if until <= now {
+            return;
+        }
+        if recent.len() >= MAX_REMEMBERED && !recent.contains_key(miss) {
+            recent.retain(|_, until| now < *until);
             if recent.len() >= MAX_REMEMBERED {
                 return;
             }
         }
-        recent.insert(miss.to_string(), Instant::now());
+        recent.insert(miss.to_string(), until);
     }
 
-    /// One rule's listing for a lookup within `namespace`, and whether it was a reused answer.
+    /// One rule's listing for a lookup within `namespace`. The flight itself adds what it finds
+    /// to the catalog and publishes, so every request that joins it sees the result.
     async fn listing(
         &self,
         rule: &CompiledRule,
         namespace: Option<&str>,
-    ) -> Result<(Listing, bool), String> {
+    ) -> Result<(Listed, bool), String> {
         let narrowed = match (namespace, rule.namespace_label.as_deref()) {
             (Some(ns), Some(label))
                 if rule.kind == RuleKind::Custom || rule.resources.namespaced() =>
@@ -207,10 +221,10 @@ impl Lookups {
             }
             _ => None,
         };
-        let (selector, flights) = match narrowed {
-            Some(selector) => (selector, &self.narrowed),
-            None => (rule.series_query.clone(), &self.whole),
-        };
+        let whole = narrowed.is_none();
+        let selector = narrowed.unwrap_or_else(|| rule.series_query.clone());
+        let flights = if whole { &self.whole } else { &self.narrowed };
+        let series_key = SeriesKey::of(rule);
         let backend = self
             .catalog
             .queries()
@@ -220,20 +234,29 @@ impl Lookups {
         let lookback = self.catalog.settings().max_age;
         let flight = format!("{}\u{0}{selector}", rule.backend_name());
         let owned = selector.clone();
+        let catalog = self.catalog.clone();
+        let key = series_key.clone();
         let answer = flights
             .get(&flight, move || async move {
                 let sent = Instant::now();
                 let end = crate::api::unix_now();
                 let start = end - lookback.as_secs_f64();
                 let set = client.series(&owned, start, end).await?;
-                Ok((sent, Arc::new(set)))
+                if catalog.add_found(&key, &set, sent) {
+                    catalog.publish_off_thread().await;
+                }
+                Ok(sent)
             })
             .await;
         match answer {
-            Ok((listing, freshness)) => Ok((listing, freshness == Freshness::Reused)),
+            Ok((sent, _)) => Ok((Listed::At(sent), whole)),
             Err(e) => {
                 tracing::warn!(rule = %rule.label(), series_query = %selector, error = %e, "targeted lookup failed");
-                Err(e.to_string())
+                if self.catalog.has_listing(&series_key) {
+                    Ok((Listed::FailedAfterListing, whole))
+                } else {
+                    Err(e.to_string())
+                }
             }
         }
     }
@@ -243,49 +266,60 @@ impl Lookups {
         miss: &str,
         rules: Vec<Arc<CompiledRule>>,
         namespace: Option<&str>,
+        known: impl Fn(&Registry) -> bool,
     ) -> Outcome {
         let count = |result: &str| {
             let m = crate::telemetry::metrics();
             crate::telemetry::Metrics::outcome(&m.targeted_lookups, result);
         };
-        if self.looked_recently(miss) {
+        if self.remembered(miss) {
             count("skipped");
             return Outcome::NotFound;
         }
         if self.limiter.check().is_err() {
             count("skipped");
-            return Outcome::Failed(format!(
-                "more than {LOOKUPS_PER_SECOND} lookups a second for metrics not listed yet; try again"
-            ));
+            return Outcome::Throttled;
         }
+        let asked = Instant::now();
         let answers = join_all(rules.iter().map(|rule| self.listing(rule, namespace))).await;
-        let (mut changed, mut reused, mut failure) = (false, false, None);
-        for (rule, answer) in rules.iter().zip(answers) {
+        let found = known(&self.catalog.registry.load());
+        // How long what this lookup saw holds: a listing sent before the request came (joined
+        // in flight, or reused) may predate the name's first sample.
+        let mut holds_until = Some(Instant::now() + self.catalog.settings().relist_interval);
+        let mut failure = None;
+        for answer in answers {
             match answer {
-                Ok(((sent, set), was_reused)) => {
-                    reused |= was_reused;
-                    changed |= self.catalog.add_found(&SeriesKey::of(rule), &set, sent);
+                Ok((Listed::At(sent), _)) if sent >= asked => {}
+                Ok((Listed::At(sent), true)) => {
+                    // A reused whole listing: a fresh one can be had once its reuse ends.
+                    holds_until = holds_until.map(|u| u.min(sent + self.reuse_whole));
                 }
-                Err(e) => failure = failure.or(Some(e)),
+                Ok((Listed::At(_), false)) | Ok((Listed::FailedAfterListing, _)) => {
+                    holds_until = None;
+                }
+                Err(e) => {
+                    failure = failure.or(Some(e));
+                    holds_until = None;
+                }
             }
         }
-        if changed {
-            self.catalog.publish_off_thread().await;
+        if let Some(until) = holds_until {
+            self.remember(miss, until);
         }
-        if failure.is_none() && !reused {
-            self.remember(miss);
-        }
-        tracing::debug!(miss = %miss.replace('\u{0}', " "), changed, reused, failed = failure.is_some(), "targeted lookup");
-        count(match (changed, &failure) {
-            (true, _) => "found",
-            (false, Some(_)) => "failed",
-            (false, None) => "not_found",
-        });
-        match (changed, failure) {
-            // A rule that failed may be the one that serves the name: not known to be absent.
-            (_, Some(e)) => Outcome::Failed(e),
-            (true, None) => Outcome::Found,
-            (false, None) => Outcome::NotFound,
+        tracing::debug!(miss = %miss.replace('\u{0}', " "), found, failed = failure.is_some(), "targeted lookup");
+        match (found, failure) {
+            (true, _) => {
+                count("found");
+                Outcome::Found
+            }
+            (false, Some(e)) => {
+                count("failed");
+                Outcome::Failed(e)
+            }
+            (false, None) => {
+                count("not_found");
+                Outcome::NotFound
+            }
         }
     }
 }

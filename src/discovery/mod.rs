@@ -57,8 +57,11 @@ pub struct RelistReport {
 struct Answers {
     /// Last good full answer per listing.
     full: HashMap<SeriesKey, Arc<SeriesSet>>,
-    /// Series shapes found by targeted lookups, each with when a lookup last found it.
+    /// Series shapes found by targeted lookups, each with when the listing that last found it
+    /// was sent.
     added: HashMap<SeriesKey, HashMap<SeriesInfo, std::time::Instant>>,
+    /// When the full listing in `full` was started, per listing that ever succeeded.
+    listed_at: HashMap<SeriesKey, std::time::Instant>,
 }
 
 /// `base` with the shapes among `extra` it does not have; `None` when it has them all.
@@ -121,6 +124,7 @@ impl Catalog {
     /// existed), each judged by its own time; older ones are superseded by the listing.
     fn store_full(&self, key: SeriesKey, set: SeriesSet, started: std::time::Instant) {
         let mut answers = self.answers();
+        answers.listed_at.insert(key.clone(), started);
         let set = match answers.added.get_mut(&key) {
             Some(added) => {
                 added.retain(|_, at| *at >= started);
@@ -142,6 +146,10 @@ impl Catalog {
     /// true when any was new, after which the caller publishes.
     pub fn add_found(&self, key: &SeriesKey, found: &SeriesSet, sent: std::time::Instant) -> bool {
         let mut answers = self.answers();
+        if answers.listed_at.get(key).is_some_and(|at| *at > sent) {
+            // A full listing started after this one was sent: it knows better.
+            return false;
+        }
         let added = answers.added.entry(key.clone()).or_default();
         for shape in &found.series {
             let at = added.entry(shape.clone()).or_insert(sent);
@@ -153,6 +161,11 @@ impl Catalog {
         };
         answers.full.insert(key.clone(), Arc::new(merged));
         true
+    }
+
+    /// Whether a full listing of `key` has succeeded since it became part of the config.
+    pub fn has_listing(&self, key: &SeriesKey) -> bool {
+        self.answers().listed_at.contains_key(key)
     }
 
     /// The distinct non-empty listings (`seriesQuery` and backend) of the current config.
@@ -180,6 +193,7 @@ impl Catalog {
             let mut answers = self.answers();
             answers.full.retain(|q, _| queries.contains(q));
             answers.added.retain(|q, _| queries.contains(q));
+            answers.listed_at.retain(|q, _| queries.contains(q));
             // A map of `Arc`s: cheap to copy, so the build does not hold the lock.
             answers.full.clone()
         };

@@ -68,12 +68,28 @@ pub struct CompiledRule {
     pub empty_as_zero: bool,
     /// The named backend of the rule's discovery and queries; `None` is `--prometheus-url`.
     pub backend: Option<Arc<BackendSpec>>,
+    /// The one series name `seriesQuery` can select, when it names it literally
+    /// (`http_requests_total{…}` or `{__name__="http_requests_total",…}`).
+    pub literal_series_name: Option<String>,
 }
 
 impl CompiledRule {
     /// `rules[3]`: how logs and errors name the rule.
     pub fn label(&self) -> String {
         format!("{}[{}]", self.kind.section(), self.index)
+    }
+
+    /// Whether the rule could serve the API metric `api_name`. Exact when `seriesQuery` names
+    /// its series literally; otherwise [`MetricNamer::could_produce`]'s test of `as`, which
+    /// never says no wrongly.
+    pub fn could_produce(&self, api_name: &str) -> bool {
+        match &self.literal_series_name {
+            Some(series) => {
+                self.namer.keeps(series)
+                    && self.namer.metric_name(series).as_deref() == Some(api_name)
+            }
+            None => self.namer.could_produce(api_name),
+        }
     }
 
     /// The name of the rule's backend, `default` for `--prometheus-url`.
@@ -310,7 +326,26 @@ fn compile_rule(
         warnings,
         empty_as_zero,
         backend,
+        literal_series_name: literal_series_name(&rule.series_query.value),
     })
+}
+
+/// The series name a plain selector names literally; `None` for anything else (a regex on
+/// `__name__`, no name, not a selector).
+fn literal_series_name(series_query: &str) -> Option<String> {
+    use promql_parser::label::MatchOp;
+    use promql_parser::parser::Expr;
+    let Ok(Expr::VectorSelector(v)) = promql_parser::parser::parse(series_query) else {
+        return None;
+    };
+    if v.name.is_some() {
+        return v.name;
+    }
+    v.matchers
+        .matchers
+        .iter()
+        .find(|m| m.name == "__name__" && matches!(m.op, MatchOp::Equal))
+        .map(|m| m.value.clone())
 }
 
 fn compile_template(field: &str, text: &Text) -> Result<Template, RuleError> {
@@ -420,5 +455,52 @@ fn compile_resource_rules(
             warnings,
         }),
         _ => Err(errors),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules(yaml: &str) -> CompiledConfig {
+        let raw = crate::config::parse(yaml, "t").unwrap();
+        compile(&raw, &RestMapper::standalone()).unwrap()
+    }
+
+    #[test]
+    fn a_literal_series_name_makes_the_rules_metric_exact() {
+        let c = rules(
+            r#"
+rules:
+- seriesQuery: 'worker_busy_threads{namespace!="",pod!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__="http_requests_total",namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  name: {matches: "^(.*)_total$", as: "${1}_per_second"}
+  metricsQuery: 'sum(rate(<<.Series>>{<<.LabelMatchers>>}[2m])) by (<<.GroupBy>>)'
+- seriesQuery: '{__name__=~"^app_.*",namespace!=""}'
+  resources: {overrides: {namespace: {resource: namespace}, pod: {resource: pod}}}
+  metricsQuery: 'sum(<<.Series>>{<<.LabelMatchers>>}) by (<<.GroupBy>>)'
+"#,
+        );
+        let [busy, http, app] = &c.rules[..] else {
+            panic!("three rules")
+        };
+        assert_eq!(
+            busy.literal_series_name.as_deref(),
+            Some("worker_busy_threads")
+        );
+        assert!(busy.could_produce("worker_busy_threads"));
+        assert!(!busy.could_produce("anything_else"));
+        assert_eq!(
+            http.literal_series_name.as_deref(),
+            Some("http_requests_total")
+        );
+        assert!(http.could_produce("http_requests_per_second"));
+        assert!(!http.could_produce("grpc_requests_per_second"));
+        // A regex on the name: only `as` can tell, and it never says no wrongly.
+        assert_eq!(app.literal_series_name, None);
+        assert!(app.could_produce("app_anything"));
     }
 }

@@ -248,6 +248,9 @@ pub fn decode_query_range(
 /// series, millions of times per relist at scale; randomly seeded per process.
 type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A shared, sorted set of label names.
+type LabelNames = Arc<[Box<str>]>;
+
 /// Builds a [`SeriesSet`] while the series array streams past.
 ///
 /// Names and label names are interned as they are read (from the decoder's scratch buffer,
@@ -262,7 +265,7 @@ struct SeriesCollector {
     /// Label names by id.
     label_names: Vec<Box<str>>,
     /// Sorted label-name ids → (set id, the shared sorted names).
-    label_sets: FastMap<Vec<u32>, (u32, Arc<[Box<str>]>)>,
+    label_sets: FastMap<Vec<u32>, (u32, LabelNames)>,
     /// Metric name → id.
     name_ids: FastMap<Arc<str>, u32>,
     /// Metric names by id.
