@@ -54,6 +54,32 @@ pub async fn bind_standalone(
         .map_err(|source| ServeError::Bind { addr, source })
 }
 
+/// The connection settings both listeners share. A client that trickles its headers must not
+/// hold a connection forever: 32 s for a request's headers, as the Go apiserver allows, counted
+/// from the end of the previous answer too, so a keep-alive connection idle that long is
+/// closed (an HPA asks every 15 s; connections opened for a burst go, and their buffers with
+/// them). Idle HTTP/2 connections are pinged.
+pub(crate) fn configure_connections(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    http1_only: bool,
+) {
+    builder
+        .http1()
+        .header_read_timeout(std::time::Duration::from_secs(32))
+        // Go allows 1 MiB of headers and does not count them; hyper's default of 100 headers
+        // would refuse a front-proxied user in 150 groups (one X-Remote-Group header each).
+        .max_headers(secure::MAX_HEADERS)
+        .max_buf_size(secure::MAX_HEADER_BYTES + 64 * 1024);
+    builder
+        .http2()
+        .max_header_list_size(secure::MAX_HEADER_BYTES as u32)
+        .keep_alive_interval(std::time::Duration::from_secs(30))
+        .keep_alive_timeout(std::time::Duration::from_secs(20));
+    if http1_only {
+        *builder = builder.clone().http1_only();
+    }
+}
+
 /// Serves `router` on `listener` within `limits` until `shutdown` completes, then gives the
 /// requests in flight `drain_timeout` to finish.
 pub async fn serve_plain(
@@ -67,25 +93,26 @@ pub async fn serve_plain(
         .layer(axum::middleware::from_fn_with_state(limits, limits::limit))
         .layer(axum::middleware::from_fn(limits::refuse_long_paths))
         .layer(axum::middleware::from_fn(log_request));
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let serving = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let handle = axum_server::Handle::<SocketAddr>::new();
+    let h = handle.clone();
+    tokio::spawn(async move {
         shutdown.await;
-        let _ = stopped_tx.send(());
-    });
-    let deadline = async move {
-        if stopped_rx.await.is_ok() {
-            tokio::time::sleep(drain_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = serving => result.map_err(ServeError::Serve),
-        () = deadline => {
+        h.graceful_shutdown(Some(drain_timeout));
+        // Past the drain timeout the server closes what is left; say so.
+        tokio::time::sleep(drain_timeout).await;
+        if h.connection_count() > 0 {
             tracing::warn!(timeout = ?drain_timeout, "requests still in flight after --shutdown-timeout; exiting anyway");
-            Ok(())
         }
-    }
+    });
+    let listener = listener.into_std().map_err(ServeError::Serve)?;
+    let mut server = axum_server::from_tcp(listener)
+        .map_err(ServeError::Serve)?
+        .handle(handle);
+    configure_connections(server.http_builder(), false);
+    server
+        .serve(app.into_make_service())
+        .await
+        .map_err(ServeError::Serve)
 }
 
 /// Logs each request at debug level with method, path, status and latency.

@@ -286,27 +286,7 @@ impl TlsServer {
             });
         }
         let mut server = axum_server::bind_rustls(addr, self.rustls.clone()).handle(handle);
-        {
-            // A client that trickles its headers, or an idle HTTP/2 connection, must not hold
-            // a connection forever: 32 s for headers as the Go apiserver, keep-alive pings on h2.
-            let builder = server.http_builder();
-            builder
-                .http1()
-                .header_read_timeout(Duration::from_secs(32))
-                // Go allows 1 MiB of headers and does not count them; hyper's default of 100
-                // headers would refuse a front-proxied user in 150 groups (one X-Remote-Group
-                // header each).
-                .max_headers(MAX_HEADERS)
-                .max_buf_size(MAX_HEADER_BYTES + 64 * 1024);
-            builder
-                .http2()
-                .max_header_list_size(MAX_HEADER_BYTES as u32)
-                .keep_alive_interval(Duration::from_secs(30))
-                .keep_alive_timeout(Duration::from_secs(20));
-            if self.settings.disable_http2 {
-                *builder = builder.clone().http1_only();
-            }
-        }
+        super::configure_connections(server.http_builder(), self.settings.disable_http2);
         server
             .serve(app.into_make_service_with_connect_info::<SocketAddr>())
             .await
