@@ -274,6 +274,10 @@ struct SeriesCollector {
     seen: HashSet<(u32, u32), foldhash::fast::RandomState>,
     /// The label-name ids of the series being read.
     scratch: Vec<u32>,
+    /// The piece being decoded, when an answer is decoded in pieces.
+    piece: u32,
+    /// For each shape in `out`, the piece it was first seen in.
+    first_piece: Vec<u32>,
 }
 
 impl SeriesCollector {
@@ -321,6 +325,7 @@ impl SeriesCollector {
             }
         };
         if self.seen.insert((name, set)) {
+            self.first_piece.push(self.piece);
             self.out.series.push(SeriesInfo {
                 name: self.names[name as usize].clone(),
                 labels: labels.clone(),
@@ -476,8 +481,78 @@ impl<'de> Visitor<'de> for OneSeries<'_> {
     }
 }
 
+/// How the series array of a large answer is cut for decoding threads: pieces of about this
+/// many bytes, so that memory stays bounded by a few pieces whatever the answer's size.
+const PIECE_BYTES: usize = 512 * 1024;
+
+/// The start of every series answer that Prometheus, Thanos and VictoriaMetrics write. Only an
+/// answer that starts so is decoded in pieces; any other shape is decoded in one pass.
+const SUCCESS_PREFIX: &[u8] = br#"{"status":"success","data":["#;
+
+/// Where two series meet in the array: `},{"`. It cannot occur inside a JSON string (a quote
+/// there is escaped, so the byte before it is `\`), and series are flat objects of strings, so
+/// outside strings it occurs only between two series. That makes it a safe place to cut.
+const BETWEEN_SERIES: &[u8] = br#"},{""#;
+
 /// Decodes a `/api/v1/series` answer from a reader.
-pub fn decode_series<R: std::io::Read>(url: &str, reader: R) -> Result<SeriesSet, PrometheusError> {
+///
+/// A large answer is cut between series and its pieces are decoded on several threads while
+/// the rest still arrives (issue 13: the backend's answer dominates discovery, and decoding
+/// after it is what the adapter adds). A small answer, or one shaped other than the usual
+/// `{"status":"success","data":[`, is decoded in one pass.
+pub fn decode_series<R: std::io::Read>(
+    url: &str,
+    mut reader: R,
+) -> Result<SeriesSet, PrometheusError> {
+    let read_err = |e: std::io::Error| PrometheusError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    };
+    let mut first = Vec::with_capacity(PIECE_BYTES);
+    let ended = fill(&mut reader, &mut first, PIECE_BYTES).map_err(read_err)?;
+    let threads = decoding_threads();
+    // Without a cut in the first piece (pretty-printed, or a proxy's own shape) pieces could
+    // not be cut at all: decode in one pass rather than buffer the whole answer.
+    if ended
+        || threads < 2
+        || !first.starts_with(SUCCESS_PREFIX)
+        || memchr::memmem::find(&first, BETWEEN_SERIES).is_none()
+    {
+        use std::io::Read as _;
+        return decode_series_in_one_pass(url, std::io::Cursor::new(first).chain(reader));
+    }
+    // Keep the prefix's `[`: every piece then reads as an array of series.
+    first.drain(..SUCCESS_PREFIX.len() - 1);
+    decode_series_in_pieces(url, first, reader, threads)
+}
+
+/// Threads that decode pieces: the CPUs this process may use (cgroup limits included), at
+/// most four, since reading the stream becomes the bound beyond that.
+fn decoding_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// Reads until `buf` holds `want` bytes or the reader ends; says whether it ended.
+fn fill<R: std::io::Read>(reader: &mut R, buf: &mut Vec<u8>, want: usize) -> std::io::Result<bool> {
+    let mut chunk = [0u8; 64 * 1024];
+    while buf.len() < want {
+        let n = match reader.read(&mut chunk[..(want - buf.len()).min(64 * 1024)]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(true);
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    Ok(false)
+}
+
+fn decode_series_in_one_pass<R: std::io::Read>(
+    url: &str,
+    reader: R,
+) -> Result<SeriesSet, PrometheusError> {
     let mut collector = SeriesCollector::default();
     let mut de =
         serde_json::Deserializer::from_reader(std::io::BufReader::with_capacity(64 * 1024, reader));
@@ -488,6 +563,12 @@ pub fn decode_series<R: std::io::Read>(url: &str, reader: R) -> Result<SeriesSet
             url: url.to_string(),
             message: e.to_string(),
         })?;
+    check_top_level(url, top)?;
+    Ok(collector.out)
+}
+
+/// The answer's verdict: Prometheus' error, or a success that carried no data.
+fn check_top_level(url: &str, top: TopLevelResult) -> Result<(), PrometheusError> {
     if top.status.as_deref() != Some("success") {
         return Err(PrometheusError::Api {
             url: url.to_string(),
@@ -501,7 +582,185 @@ pub fn decode_series<R: std::io::Read>(url: &str, reader: R) -> Result<SeriesSet
             message: "a success answer without data".into(),
         });
     }
-    Ok(collector.out)
+    Ok(())
+}
+
+/// One piece for a decoding thread: its place in the answer and its bytes, `[` + series. The
+/// last piece holds the end of the array and the rest of the answer.
+struct Piece {
+    index: u32,
+    bytes: Vec<u8>,
+    last: bool,
+}
+
+/// Decodes a success answer whose `[` opens `buf`, in pieces cut between series.
+fn decode_series_in_pieces<R: std::io::Read>(
+    url: &str,
+    mut buf: Vec<u8>,
+    mut reader: R,
+    threads: usize,
+) -> Result<SeriesSet, PrometheusError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let failed = AtomicBool::new(false);
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Piece>(threads);
+    let rx = std::sync::Mutex::new(rx);
+    let (read, decoded) = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| scope.spawn(|| decode_pieces(url, &rx, &failed)))
+            .collect();
+        let read = (|| {
+            let mut index = 0u32;
+            loop {
+                let ended = fill(&mut reader, &mut buf, PIECE_BYTES)?;
+                if ended {
+                    tx.send(Piece {
+                        index,
+                        bytes: buf,
+                        last: true,
+                    })
+                    .ok();
+                    return Ok(());
+                }
+                // A piece ends at a series' `}`; the rest, from the next `{`, starts the next.
+                // A single series longer than a piece just makes this one longer.
+                let Some(cut) = memchr::memmem::rfind(&buf[1..], BETWEEN_SERIES).map(|i| i + 1)
+                else {
+                    let more = buf.len() + PIECE_BYTES;
+                    if fill(&mut reader, &mut buf, more)? {
+                        tx.send(Piece {
+                            index,
+                            bytes: buf,
+                            last: true,
+                        })
+                        .ok();
+                        return Ok(());
+                    }
+                    continue;
+                };
+                let mut next = Vec::with_capacity(PIECE_BYTES + buf.len() - cut);
+                next.push(b'[');
+                next.extend_from_slice(&buf[cut + 2..]);
+                buf.truncate(cut + 1);
+                let piece = Piece {
+                    index,
+                    bytes: std::mem::replace(&mut buf, next),
+                    last: false,
+                };
+                index += 1;
+                // A thread that failed stops the reading: the answer is an error already.
+                if tx.send(piece).is_err() || failed.load(Ordering::Relaxed) {
+                    return Ok(());
+                }
+            }
+        })();
+        drop(tx);
+        let decoded: Vec<_> = workers
+            .into_iter()
+            .map(|w| w.join().expect("a series decoding thread panicked"))
+            .collect();
+        (read, decoded)
+    });
+    read.map_err(|e: std::io::Error| PrometheusError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    })?;
+    let mut parts = Vec::with_capacity(decoded.len());
+    let mut top = None;
+    for result in decoded {
+        let (collector, last) = result?;
+        top = top.or(last);
+        parts.push(collector);
+    }
+    let Some(mut top) = top else {
+        return Err(PrometheusError::Decode {
+            url: url.to_string(),
+            message: "the answer ended before its series array did".into(),
+        });
+    };
+    // The prefix said success and held the data; a later `status` can only contradict it.
+    top.status.get_or_insert_with(|| "success".into());
+    top.saw_data = true;
+    check_top_level(url, top)?;
+    Ok(merge_pieces(parts))
+}
+
+/// A decoding thread: its pieces go into one collector, so names and label sets are interned
+/// once per thread. Returns the collector and, from the last piece, the answer's other keys.
+fn decode_pieces(
+    url: &str,
+    pieces: &std::sync::Mutex<std::sync::mpsc::Receiver<Piece>>,
+    failed: &std::sync::atomic::AtomicBool,
+) -> Result<(SeriesCollector, Option<TopLevelResult>), PrometheusError> {
+    let mut collector = SeriesCollector::default();
+    let mut top = None;
+    loop {
+        let piece = match pieces.lock() {
+            Ok(rx) => rx.recv(),
+            Err(_) => break,
+        };
+        let Ok(mut piece) = piece else { break };
+        collector.piece = piece.index;
+        let result = if piece.last {
+            // `{"data":` + `[`series`]`, then the answer's remaining keys and its `}`.
+            let mut whole = Vec::with_capacity(piece.bytes.len() + 8);
+            whole.extend_from_slice(br#"{"data":"#);
+            whole.extend_from_slice(&piece.bytes);
+            let mut de = serde_json::Deserializer::from_slice(&whole);
+            TopLevel(&mut collector)
+                .deserialize(&mut de)
+                .and_then(|t| de.end().map(|_| t))
+                .map(|t| top = Some(t))
+        } else {
+            piece.bytes.push(b']');
+            let mut de = serde_json::Deserializer::from_slice(&piece.bytes);
+            DataArray(&mut collector)
+                .deserialize(&mut de)
+                .and_then(|()| de.end())
+        };
+        if let Err(e) = result {
+            failed.store(true, std::sync::atomic::Ordering::Relaxed);
+            // Keep taking pieces so the reader never waits on a full channel.
+            while let Ok(rx) = pieces.lock() {
+                if rx.recv().is_err() {
+                    break;
+                }
+            }
+            return Err(PrometheusError::Decode {
+                url: url.to_string(),
+                message: e.to_string(),
+            });
+        }
+    }
+    Ok((collector, top))
+}
+
+/// Joins the threads' collectors into one set in the answer's order: a shape is placed where
+/// it first occurs, and equal label sets share one allocation again.
+fn merge_pieces(parts: Vec<SeriesCollector>) -> SeriesSet {
+    let mut out = SeriesSet::default();
+    let mut all = Vec::new();
+    for part in parts {
+        out.raw_count += part.out.raw_count;
+        all.extend(part.first_piece.into_iter().zip(part.out.series));
+    }
+    // Stable: within a piece, a thread's shapes are already in the answer's order.
+    all.sort_by_key(|(piece, _)| *piece);
+    let mut label_sets: HashSet<LabelNames> = HashSet::new();
+    let mut seen: HashSet<SeriesInfo> = HashSet::new();
+    for (_, mut info) in all {
+        if seen.contains(&info) {
+            continue;
+        }
+        match label_sets.get(&info.labels) {
+            Some(shared) => info.labels = shared.clone(),
+            None => {
+                label_sets.insert(info.labels.clone());
+            }
+        }
+        seen.insert(info.clone());
+        out.series.push(info);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -567,6 +826,115 @@ mod tests {
         );
         assert!(Arc::ptr_eq(&set.series[0].labels, &set.series[2].labels));
         assert!(Arc::ptr_eq(&set.series[0].name, &set.series[1].name));
+    }
+
+    /// A series answer large enough for many pieces, with shapes that first appear late, keys
+    /// in varied order, escapes, and `},{"` inside label values.
+    fn many_series(n: usize, suffix: &str) -> Vec<u8> {
+        let mut body = String::from(r#"{"status":"success","data":["#);
+        for i in 0..n {
+            if i > 0 {
+                body.push(',');
+            }
+            let name = format!("m_{}", i * 7 / n);
+            match i % 3 {
+                0 => body.push_str(&format!(
+                    r#"{{"__name__":"{name}","namespace":"ns-{i}","pod":"p\"}},{{\"{i}"}}"#
+                )),
+                1 => body.push_str(&format!(
+                    r#"{{"pod":"p{i}","__name__":"{name}","namespace":"n"}}"#
+                )),
+                _ => body.push_str(&format!(r#"{{"__name__":"{name}","j\u006fb":"x{i}"}}"#)),
+            }
+        }
+        body.push(']');
+        body.push_str(suffix);
+        body.push('}');
+        body.into_bytes()
+    }
+
+    fn shapes(set: &SeriesSet) -> Vec<(String, Vec<String>)> {
+        set.series
+            .iter()
+            .map(|s| {
+                (
+                    s.name.to_string(),
+                    s.labels.iter().map(|l| l.to_string()).collect(),
+                )
+            })
+            .collect()
+    }
+
+    /// Drives the piecewise decoder as `decode_series` would on a large answer.
+    fn in_pieces(body: &[u8], threads: usize) -> Result<SeriesSet, PrometheusError> {
+        let mut reader = body;
+        let mut first = Vec::new();
+        assert!(!fill(&mut reader, &mut first, PIECE_BYTES).unwrap());
+        first.drain(..SUCCESS_PREFIX.len() - 1);
+        decode_series_in_pieces("u", first, reader, threads)
+    }
+
+    #[test]
+    fn an_answer_decoded_in_pieces_equals_one_pass_in_order_and_sharing() {
+        let body = many_series(60_000, r#","warnings":["a},{\"b"]"#);
+        assert!(body.len() > 4 * PIECE_BYTES, "{} bytes", body.len());
+        let whole = decode_series_in_one_pass("u", &body[..]).unwrap();
+        for threads in [2, 3] {
+            let pieces = in_pieces(&body, threads).unwrap();
+            assert_eq!(pieces.raw_count, 60_000);
+            assert_eq!(shapes(&pieces), shapes(&whole));
+            // Shapes that first appear late in the answer are in their place, not the end.
+            assert_eq!(pieces.series.len(), 7 * 2);
+            let a = &pieces.series[0].labels;
+            let same = pieces.series.iter().filter(|s| s.labels == *a);
+            assert!(same.clone().count() > 1);
+            assert!(same.into_iter().all(|s| Arc::ptr_eq(&s.labels, a)));
+        }
+        // The public entry takes the same path on this machine's CPUs, whatever their number.
+        assert_eq!(
+            shapes(&decode_series("u", &body[..]).unwrap()),
+            shapes(&whole)
+        );
+    }
+
+    #[test]
+    fn broken_pieces_and_broken_streams_are_errors_without_hanging() {
+        let mut body = many_series(60_000, "");
+        // Garbage between two series in the middle: the piece holding it fails the answer.
+        let mid = body.len() / 2;
+        let comma = mid
+            + body[mid..]
+                .windows(4)
+                .position(|w| w == BETWEEN_SERIES)
+                .unwrap()
+            + 1;
+        body[comma] = b'#';
+        let err = in_pieces(&body, 2).unwrap_err();
+        assert!(matches!(err, PrometheusError::Decode { .. }), "{err}");
+        // A status other than success at the end contradicts the prefix.
+        let body = many_series(60_000, r#","status":"error","error":"late""#);
+        let err = in_pieces(&body, 2).unwrap_err().to_string();
+        assert!(err.contains("late"), "{err}");
+        // Cut short: the array never ends.
+        let body = many_series(60_000, "");
+        assert!(in_pieces(&body[..body.len() * 2 / 3], 2).is_err());
+        // A reader that fails mid-answer: its error, not a hang.
+        struct Failing<'a>(&'a [u8]);
+        impl std::io::Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("answer larger than the limit"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let err = decode_series("u", Failing(&body[..body.len() / 2]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("larger than the limit"), "{err}");
     }
 
     #[test]
