@@ -374,9 +374,20 @@ async fn main() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, idle_rss, _) = usage(pid);
+    // Where idle memory is: heap and stacks, or the binary's own pages (code, read-only data).
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
     println!(
-        "cluster mode, chart default rules: RSS idle {:.1} MiB (after start-up, one relist and one request per pod set)",
-        idle_rss as f64 / 1024.0
+        "cluster mode, chart default rules: RSS idle {:.1} MiB (after start-up, one relist and one request per pod set): {:.1} MiB anonymous, {:.1} MiB file-backed",
+        idle_rss as f64 / 1024.0,
+        kib("RssAnon:") / 1024.0,
+        kib("RssFile:") / 1024.0
     );
     if !full {
         return;

@@ -206,8 +206,11 @@ async fn main() {
             .expect("start the adapter"),
     );
     let pid = child.0.id();
+    // HTTP/2, as the aggregator talks to the adapter: its requests share one connection. Over
+    // HTTP/1 the harness's own overlaps would set how many connections the adapter holds.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
+        .http2_prior_knowledge()
         .build()
         .unwrap();
     for _ in 0..300 {

@@ -350,7 +350,10 @@ impl PrometheusClient {
         let mut builder = reqwest::Client::builder()
             .redirect(same_origin_redirects(&url))
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Idle connections are reused newest first, so the ones opened for a burst of
+            // concurrent queries sit unused; each keeps its buffers (about 0.1 MiB in the soak),
+            // so they go after 30 s. The HPA asks every 15 s: steady connections stay.
+            .pool_idle_timeout(Duration::from_secs(30))
             .pool_max_idle_per_host(32)
             .default_headers(headers);
         if let Some(ca) = &settings.ca_file {
