@@ -112,7 +112,17 @@ fn oha() -> Option<PathBuf> {
     let bin = root.join("bin/oha");
     if !bin.exists() {
         eprintln!("installing oha into {} (once)…", root.display());
-        let ok = Command::new(env!("CARGO"))
+        let mut install = Command::new(env!("CARGO"));
+        // oha's own rust-toolchain file names a toolchain this machine may not have: build it
+        // with the compiler beside the cargo running this bench, not through rustup's choice.
+        if let Some(rustc) = Path::new(env!("CARGO"))
+            .parent()
+            .map(|d| d.join("rustc"))
+            .filter(|r| r.exists())
+        {
+            install.env("RUSTC", rustc);
+        }
+        let ok = install
             .args(["install", "oha", "--locked", "--root"])
             .arg(&root)
             .status()
