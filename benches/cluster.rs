@@ -68,16 +68,21 @@ fn usage(pid: u32) -> (f64, u64, u64) {
         .iter()
         .filter_map(|&i| fields.get(i)?.parse::<f64>().ok())
         .sum();
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (ticks / clock_ticks(), field("VmRSS:"), field("VmHWM:"))
+    (
+        ticks / clock_ticks(),
+        status_kib(pid, "VmRSS:"),
+        status_kib(pid, "VmHWM:"),
+    )
+}
+
+/// A KiB figure of `/proc/<pid>/status` (`VmRSS:`, `RssAnon:`…), 0 when unreadable.
+fn status_kib(pid: u32, name: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// `CLK_TCK`, asked once.
@@ -385,19 +390,11 @@ async fn main() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, idle_rss, _) = usage(pid);
     // Where idle memory is: heap and stacks, or the binary's own pages (code, read-only data).
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kib = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
     println!(
         "cluster mode, chart default rules: RSS idle {:.1} MiB (after start-up, one relist and one request per pod set): {:.1} MiB anonymous, {:.1} MiB file-backed",
         idle_rss as f64 / 1024.0,
-        kib("RssAnon:") / 1024.0,
-        kib("RssFile:") / 1024.0
+        status_kib(pid, "RssAnon:") as f64 / 1024.0,
+        status_kib(pid, "RssFile:") as f64 / 1024.0
     );
     if !full {
         return;

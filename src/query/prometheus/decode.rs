@@ -504,12 +504,8 @@ pub fn decode_series<R: std::io::Read>(
     url: &str,
     mut reader: R,
 ) -> Result<SeriesSet, PrometheusError> {
-    let read_err = |e: std::io::Error| PrometheusError::Decode {
-        url: url.to_string(),
-        message: e.to_string(),
-    };
     let mut first = Vec::with_capacity(PIECE_BYTES);
-    let ended = fill(&mut reader, &mut first, PIECE_BYTES).map_err(read_err)?;
+    let ended = fill(&mut reader, &mut first, PIECE_BYTES).map_err(|e| read_error(url, e))?;
     let threads = decoding_threads();
     // Without a cut in the first piece (pretty-printed, or a proxy's own shape) pieces could
     // not be cut at all: decode in one pass rather than buffer the whole answer.
@@ -530,6 +526,14 @@ pub fn decode_series<R: std::io::Read>(
 /// most four, since reading the stream becomes the bound beyond that.
 fn decoding_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(4))
+}
+
+/// A failed read of the answer (the connection broke, or the size limit was passed).
+fn read_error(url: &str, e: std::io::Error) -> PrometheusError {
+    PrometheusError::Decode {
+        url: url.to_string(),
+        message: e.to_string(),
+    }
 }
 
 /// Reads until `buf` holds `want` bytes or the reader ends; says whether it ended.
@@ -609,10 +613,9 @@ fn decode_series_in_pieces<R: std::io::Read>(
             .map(|_| scope.spawn(|| decode_pieces(url, &rx, &failed)))
             .collect();
         let read = (|| {
-            let mut index = 0u32;
+            let (mut index, mut want) = (0u32, PIECE_BYTES);
             loop {
-                let ended = fill(&mut reader, &mut buf, PIECE_BYTES)?;
-                if ended {
+                if fill(&mut reader, &mut buf, want)? {
                     tx.send(Piece {
                         index,
                         bytes: buf,
@@ -625,18 +628,10 @@ fn decode_series_in_pieces<R: std::io::Read>(
                 // A single series longer than a piece just makes this one longer.
                 let Some(cut) = memchr::memmem::rfind(&buf[1..], BETWEEN_SERIES).map(|i| i + 1)
                 else {
-                    let more = buf.len() + PIECE_BYTES;
-                    if fill(&mut reader, &mut buf, more)? {
-                        tx.send(Piece {
-                            index,
-                            bytes: buf,
-                            last: true,
-                        })
-                        .ok();
-                        return Ok(());
-                    }
+                    want = buf.len() + PIECE_BYTES;
                     continue;
                 };
+                want = PIECE_BYTES;
                 let mut next = Vec::with_capacity(PIECE_BYTES + buf.len() - cut);
                 next.push(b'[');
                 next.extend_from_slice(&buf[cut + 2..]);
@@ -660,10 +655,7 @@ fn decode_series_in_pieces<R: std::io::Read>(
             .collect();
         (read, decoded)
     });
-    read.map_err(|e: std::io::Error| PrometheusError::Decode {
-        url: url.to_string(),
-        message: e.to_string(),
-    })?;
+    read.map_err(|e| read_error(url, e))?;
     let mut parts = Vec::with_capacity(decoded.len());
     let mut top = None;
     for result in decoded {
