@@ -85,6 +85,63 @@ fn status_kib(pid: u32, name: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Resident KiB (all, and of that anonymous) per mapped file or kind of anonymous memory,
+/// largest first, from `/proc/<pid>/smaps`.
+fn print_mappings(pid: u32) {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap_or_default();
+    let mut totals: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+    let mut current = String::new();
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && !first.ends_with(':') {
+            // A mapping's header: range, perms, offset, dev, inode, [path].
+            let perms = words.next().unwrap_or("");
+            let path = words.nth(3).unwrap_or("[anonymous]");
+            current = format!("{path} {perms}");
+        } else if let Some(kib) = words.next().and_then(|v| v.parse::<u64>().ok()) {
+            let entry = totals.entry(current.clone()).or_default();
+            match first {
+                "Rss:" => entry.0 += kib,
+                "Anonymous:" => entry.1 += kib,
+                _ => {}
+            }
+        }
+    }
+    let mut rows: Vec<_> = totals
+        .into_iter()
+        .filter(|(_, (rss, _))| *rss > 0)
+        .collect();
+    rows.sort_by_key(|row| std::cmp::Reverse(row.1.0));
+    for (mapping, (rss, anon)) in rows {
+        println!("  {rss:>6} KiB resident, {anon:>6} KiB anonymous: {mapping}");
+    }
+}
+
+/// How many of `src/function-order.txt`'s names the adapter binary defines, and how many the
+/// file holds, from `nm` (None without it). Far fewer found than listed means the file is
+/// stale (a dependency or toolchain update renamed them), and idle RSS grows: rerun
+/// `scripts/order-functions.sh`.
+fn ordered_functions_found(binary: &str) -> Option<(usize, usize)> {
+    let out = Command::new("nm")
+        .args(["--defined-only", binary])
+        .stderr(Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let defined: std::collections::HashSet<&str> = text
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(2))
+        .collect();
+    let order = include_str!("../src/function-order.txt");
+    let listed: Vec<&str> = order.lines().filter(|l| !l.is_empty()).collect();
+    let found = listed.iter().filter(|n| defined.contains(*n)).count();
+    Some((found, listed.len()))
+}
+
 /// `CLK_TCK`, asked once.
 fn clock_ticks() -> f64 {
     static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
@@ -102,7 +159,17 @@ fn clock_ticks() -> f64 {
 struct Child(std::process::Child);
 
 impl Drop for Child {
+    /// Stops the adapter as Kubernetes does (SIGTERM, then SIGKILL after a grace period), so
+    /// that a tool it runs under can write its output at exit.
     fn drop(&mut self) {
+        // SAFETY: kill(2) with a pid this process started and has not yet reaped.
+        unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGTERM) };
+        for _ in 0..1200 {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -326,8 +393,27 @@ async fn main() {
         .local_addr()
         .unwrap()
         .port();
+    // CLUSTER_ADAPTER_WRAPPER="valgrind --tool=callgrind …": run the adapter under a tool
+    // (used to list the functions that start-up and the request path execute; see
+    // scripts/order-functions.sh).
+    let wrapper: Vec<String> = std::env::var("CLUSTER_ADAPTER_WRAPPER")
+        .map(|w| w.split_whitespace().map(String::from).collect())
+        .unwrap_or_default();
+    // CLUSTER_ADAPTER_BIN: another build of the adapter (`cargo build --release`'s, say, whose
+    // symbol names differ from this bench profile's build).
+    let adapter = std::env::var("CLUSTER_ADAPTER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_prom-metrics-adapter").to_string());
+    let adapter = adapter.as_str();
+    let mut command = match wrapper.split_first() {
+        Some((tool, args)) => {
+            let mut c = Command::new(tool);
+            c.args(args).arg(adapter);
+            c
+        }
+        None => Command::new(adapter),
+    };
     let child = Child(
-        Command::new(env!("CARGO_BIN_EXE_prom-metrics-adapter"))
+        command
             .arg(fake.flag())
             .args([
                 format!("--config={}", config.display()),
@@ -353,7 +439,7 @@ async fn main() {
         .build()
         .unwrap();
     let mut ready = false;
-    for _ in 0..300 {
+    for _ in 0..if wrapper.is_empty() { 300 } else { 6000 } {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await
             && r.status() == 200
         {
@@ -396,6 +482,15 @@ async fn main() {
         status_kib(pid, "RssAnon:") as f64 / 1024.0,
         status_kib(pid, "RssFile:") as f64 / 1024.0
     );
+    if let Some((found, listed)) = ordered_functions_found(adapter) {
+        println!(
+            "function order (src/function-order.txt): {found} of its {listed} names are in this binary"
+        );
+    }
+    // CLUSTER_SMAPS=1: the idle figure per mapping (the binary, each library, heap, stacks).
+    if std::env::var_os("CLUSTER_SMAPS").is_some() {
+        print_mappings(pid);
+    }
     if !full {
         return;
     }

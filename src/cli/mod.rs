@@ -419,12 +419,14 @@ async fn drain_after(
 fn spawn_discovery(state: &Arc<AppState>, discoverer: Discoverer) -> tokio::task::JoinHandle<()> {
     let (done_tx, mut done_rx) = tokio::sync::watch::channel(false);
     let discovery = tokio::spawn(discoverer.run(done_tx));
-    // Housekeeping that lives as long as serving does: RSS that follows what is in use.
-    crate::server::memory::spawn_trimmer();
     let ready_state = state.clone();
     tokio::spawn(async move {
         let _ = tokio::time::timeout(Duration::from_secs(30), done_rx.wait_for(|d| *d)).await;
         ready_state.ready.store(true, Ordering::Release);
+        // Housekeeping that lives as long as serving does: RSS that follows what is in use.
+        // Its first trim runs now, so what start-up freed (rule parsing, the first relist's
+        // answer) is handed back at readiness rather than up to 30 s later.
+        crate::server::memory::spawn_trimmer();
     });
     discovery
 }
