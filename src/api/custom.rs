@@ -20,7 +20,7 @@ use crate::discovery::lookup::Outcome;
 use crate::discovery::{CustomMetric, CustomMetricKey, Registry};
 use crate::query::QueryResult;
 use crate::query::objects::{ListRequest, answers_in_one_call};
-use crate::query::values::{keep_namespace, to_quantity, values_by_label};
+use crate::query::values::{in_namespace, to_quantity, values_by_label};
 use crate::rules::query::{ObjectNames, ObjectScope, render_custom};
 use crate::rules::selector::is_dns1123_subdomain;
 use crate::rules::{GroupResource, ResourceInfo};
@@ -243,14 +243,21 @@ async fn answer(
             result.type_name()
         )));
     };
-    let mut samples = samples.clone();
-    if let Some((label, ns)) = namespace {
-        // Objects are matched by name only: another namespace's pod of the same name must not
-        // count, even when the query forgot the namespace matcher.
-        let dropped = keep_namespace(&mut samples, label, ns);
+    // Objects are matched by name only: another namespace's pod of the same name must not
+    // count, even when the query forgot the namespace matcher. The answer may be shared with
+    // other requests, so it is read in place.
+    let mut dropped = 0;
+    let values = values_by_label(
+        samples.iter().filter(|s| {
+            let keep = namespace.is_none_or(|(label, ns)| in_namespace(s, label, ns));
+            dropped += usize::from(!keep);
+            keep
+        }),
+        resource_label,
+    );
+    if namespace.is_some() {
         crate::telemetry::metrics().namespace_mismatch(&metric.rule.label(), dropped);
     }
-    let values = values_by_label(&samples, resource_label);
     let names = if from_answer {
         // Label values that are not Kubernetes names could not name an object.
         let mut names: Vec<String> = values

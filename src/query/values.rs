@@ -19,7 +19,10 @@ pub struct ObjectValue {
 /// Upstream keeps whichever sample came last; summing is what a `sum by (<<.GroupBy>>)` would
 /// have given and does not depend on Prometheus' result order. NaN counts as 0, as upstream does
 /// for custom metrics. Samples without the label are ignored.
-pub fn values_by_label<'a>(samples: &'a [Sample], label: &str) -> HashMap<&'a str, ObjectValue> {
+pub fn values_by_label<'a>(
+    samples: impl IntoIterator<Item = &'a Sample>,
+    label: &str,
+) -> HashMap<&'a str, ObjectValue> {
     let mut out: HashMap<&str, ObjectValue> = HashMap::new();
     for s in samples {
         let Some(name) = s.labels.get(label) else {
@@ -43,8 +46,14 @@ pub fn values_by_label<'a>(samples: &'a [Sample], label: &str) -> HashMap<&'a st
 /// then says they came from elsewhere.
 pub fn keep_namespace(samples: &mut Vec<Sample>, label: &str, namespace: &str) -> usize {
     let before = samples.len();
-    samples.retain(|s| s.labels.get(label).is_none_or(|ns| ns == namespace));
+    samples.retain(|s| in_namespace(s, label, namespace));
     before - samples.len()
+}
+
+/// Whether [`keep_namespace`] keeps `sample`: for callers that read a shared answer in place
+/// rather than filter their own copy of it.
+pub fn in_namespace(sample: &Sample, label: &str, namespace: &str) -> bool {
+    sample.labels.get(label).is_none_or(|ns| ns == namespace)
 }
 
 /// Formats a value as a Kubernetes quantity; NaN becomes `0`, infinities and values beyond
