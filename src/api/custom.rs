@@ -280,7 +280,9 @@ async fn answer(
         names
     };
     let mut items = Vec::with_capacity(names.len());
-    for name in &names {
+    // Every item describes an object of the same kind and namespace: formatted once.
+    let described = described_object(&info, path, String::new());
+    for name in names {
         let Some(v) = values.get(name.as_str()) else {
             continue;
         };
@@ -290,7 +292,10 @@ async fn answer(
         )
         .map_err(ApiError::Internal)?;
         items.push(Item {
-            object: described_object(&info, path, name),
+            object: ObjectReference {
+                name,
+                ..described.clone()
+            },
             value,
         });
     }
@@ -303,11 +308,11 @@ async fn answer(
     Ok(items)
 }
 
-fn described_object(info: &ResourceInfo, path: &ObjectPath, name: &str) -> ObjectReference {
+fn described_object(info: &ResourceInfo, path: &ObjectPath, name: String) -> ObjectReference {
     ObjectReference {
         kind: info.kind.clone(),
         namespace: path.namespace.clone().unwrap_or_default(),
-        name: name.to_string(),
+        name,
         api_version: info.described_api_version(),
     }
 }

@@ -13,6 +13,8 @@
 //! `i128` instead, which is an intentional improvement; only values above
 //! about 1.7e35 are refused.
 
+use std::fmt::Write as _;
+
 /// 2^63 as a float: the first value Go's `int64(v*1000)` cannot represent.
 const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 /// 2^127 as a float: the first magnitude an `i128` cannot represent.
@@ -92,18 +94,25 @@ pub fn decimal_si_from_milli(milli: i128) -> String {
     }
     let sign = if milli < 0 { "-" } else { "" };
     let (mantissa, exponent) = decimal_canonical(milli.unsigned_abs());
+    let exponent_text;
     let suffix = match exponent {
-        -3 => "m".to_owned(),
-        0 => String::new(),
-        3 => "k".to_owned(),
-        6 => "M".to_owned(),
-        9 => "G".to_owned(),
-        12 => "T".to_owned(),
-        15 => "P".to_owned(),
-        18 => "E".to_owned(),
-        e => format!("e{e}"),
+        -3 => "m",
+        0 => "",
+        3 => "k",
+        6 => "M",
+        9 => "G",
+        12 => "T",
+        15 => "P",
+        18 => "E",
+        e => {
+            exponent_text = format!("e{e}");
+            &exponent_text
+        }
     };
-    format!("{sign}{mantissa}{suffix}")
+    // One allocation, sized for any i128: each item of a list answer has a value.
+    let mut out = String::with_capacity(48);
+    let _ = write!(out, "{sign}{mantissa}{suffix}");
+    out
 }
 
 /// Splits a non-zero number of thousandths into a mantissa and a power-of-ten

@@ -14,6 +14,10 @@ pub struct ObjectValue {
     pub samples: usize,
 }
 
+/// Values by object name. Hashed with foldhash rather than SipHash: a 500-pod answer is hashed
+/// per request, and the names come from Prometheus' answer, not from the client.
+pub type ObjectValues<'a> = HashMap<&'a str, ObjectValue, foldhash::fast::RandomState>;
+
 /// Groups samples by the value of `label`, summing several samples of one object.
 ///
 /// Upstream keeps whichever sample came last; summing is what a `sum by (<<.GroupBy>>)` would
@@ -22,8 +26,8 @@ pub struct ObjectValue {
 pub fn values_by_label<'a>(
     samples: impl IntoIterator<Item = &'a Sample>,
     label: &str,
-) -> HashMap<&'a str, ObjectValue> {
-    let mut out: HashMap<&str, ObjectValue> = HashMap::new();
+) -> ObjectValues<'a> {
+    let mut out = ObjectValues::default();
     for s in samples {
         let Some(name) = s.labels.get(label) else {
             continue;
