@@ -11,11 +11,12 @@
 fn main() {
     println!("cargo:rerun-if-changed=src/function-order.txt");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let target = std::env::var("TARGET").unwrap_or_default();
     let release = std::env::var("PROFILE").as_deref() == Ok("release");
     // rust-lld is the default linker on this target since Rust 1.90, and it (like mold) takes
     // `--symbol-ordering-file`; other targets link with the system's linker, which may not.
-    if release && target == "x86_64-unknown-linux-gnu" {
+    if release && target == "x86_64-unknown-linux-gnu" && default_linker() {
         let order = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
             .join("src/function-order.txt");
         println!(
@@ -31,6 +32,19 @@ fn main() {
             println!("cargo:rustc-link-arg-bins=-Wl,-z,pack-relative-relocs");
         }
     }
+}
+
+/// Whether the build links with the toolchain's own choice: a linker set in Cargo's config
+/// (`RUSTC_LINKER`) or in the flags may be GNU ld, which refuses the options above, so the
+/// layout is then left to it.
+fn default_linker() -> bool {
+    if std::env::var_os("RUSTC_LINKER").is_some() {
+        return false;
+    }
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    !flags
+        .split('\x1f')
+        .any(|flag| flag.contains("linker") || flag.contains("fuse-ld"))
 }
 
 /// Whether `getconf GNU_LIBC_VERSION` names glibc 2.36 or later.
