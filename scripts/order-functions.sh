@@ -19,17 +19,20 @@ done
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
+# The executable cargo built for `target` (by name), from its JSON messages on stdin.
+built() {
+    jq -r --arg name "$1" 'select(.reason == "compiler-artifact" and .target.name == $name and .executable != null) | .executable' | tail -n1
+}
+
 # The names differ between the `release` profile (cargo build --release, the image's build) and
 # the `bench` profile (cargo bench), so both builds are traced and the file holds the union.
-cargo build -j2 --release --locked --bin prom-metrics-adapter
-mkdir -p "$work/release"
-cp target/release/prom-metrics-adapter "$work/release/prom-metrics-adapter"
-
-bench=$(cargo bench -j2 --locked --bench cluster --no-run --message-format=json \
-    | jq -r 'select(.reason == "compiler-artifact" and .target.name == "cluster" and .executable != null) | .executable' \
-    | tail -n1)
-mkdir -p "$work/bench"
-cp target/release/prom-metrics-adapter "$work/bench/prom-metrics-adapter"
+# Both profiles write the adapter to the same path: each is copied away once built.
+mkdir -p "$work/release" "$work/bench"
+cp "$(cargo build -j2 --release --locked --bin prom-metrics-adapter --message-format=json | built prom-metrics-adapter)" \
+    "$work/release/prom-metrics-adapter"
+messages=$(cargo bench -j2 --locked --bench cluster --no-run --message-format=json)
+bench=$(built cluster <<< "$messages")
+cp "$(built prom-metrics-adapter <<< "$messages")" "$work/bench/prom-metrics-adapter"
 
 for profile in release bench; do
     echo "order-functions: tracing the $profile build" >&2

@@ -140,7 +140,6 @@ enum RawResult {
     Skipped,
     /// `result` before `resultType`.
     Early(serde_json::Value),
-    Missing,
 }
 
 impl<'de> Deserialize<'de> for RawQueryData {
@@ -174,12 +173,12 @@ impl<'de> Visitor<'de> for RawQueryDataVisitor {
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawQueryData, A::Error> {
         let mut result_type: Option<String> = None;
-        let mut result = RawResult::Missing;
+        let mut result = None;
         while let Some(key) = map.next_key::<String>()? {
             match key.as_str() {
                 "resultType" => result_type = Some(map.next_value()?),
                 "result" => {
-                    result = match result_type.as_deref() {
+                    result = Some(match result_type.as_deref() {
                         Some("vector") => RawResult::Vector(map.next_value()?),
                         Some("scalar") => RawResult::Scalar(map.next_value()?),
                         Some("matrix") => RawResult::Matrix(map.next_value()?),
@@ -188,7 +187,7 @@ impl<'de> Visitor<'de> for RawQueryDataVisitor {
                             RawResult::Skipped
                         }
                         None => RawResult::Early(map.next_value()?),
-                    }
+                    })
                 }
                 _ => {
                     map.next_value::<IgnoredAny>()?;
@@ -197,9 +196,7 @@ impl<'de> Visitor<'de> for RawQueryDataVisitor {
         }
         let result_type =
             result_type.ok_or_else(|| serde::de::Error::missing_field("resultType"))?;
-        if matches!(result, RawResult::Missing) {
-            return Err(serde::de::Error::missing_field("result"));
-        }
+        let result = result.ok_or_else(|| serde::de::Error::missing_field("result"))?;
         Ok(RawQueryData {
             result_type,
             result,
